@@ -1,0 +1,101 @@
+"""Shapes: the embedded synthetic grounded dataset (the default experiment).
+
+Run:
+  sat train --config configs/shapes.py:soft --workdir runs/soft
+  sat train --config configs/shapes.py:hard --workdir runs/hard
+  sat evaluate --workdir runs/soft --split test
+
+Variants: ``soft`` (default), ``hard``, ``smoke`` (tiny, for tests). Expected results are in
+the README's results table (scene accuracy and attention pointing on the test split).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "soft"
+    if variant not in ("soft", "hard", "smoke", "smoke_hard"):
+        raise ValueError(
+            f"configs/shapes.py: unknown variant {variant!r}; expected soft, hard, smoke, smoke_hard"
+        )
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "shapes"
+    config.data.builder_config = "64px"  # TFDS builder config of the shapes dataset
+    config.data.data_dir = "data/tfds"  # where TFDS datasets are built / read
+    config.data.train_split = "train"
+    config.data.val_split = "validation"
+    config.data.test_split = "test"
+    config.data.max_caption_length = 24  # words, before <start>/<end>
+    config.data.bucket_boundaries = (8, 12, 16, 24)  # padded word lengths (paper §4.3)
+    config.data.shuffle_buffer = 10_000
+    config.data.vocab_min_count = 1
+    config.data.vocab_max_size = 10_000
+    config.data.num_val_images = 0  # 0 = whole split for periodic validation
+
+    config.model = ml_collections.ConfigDict()
+    config.model.encoder = ml_collections.ConfigDict()
+    config.model.encoder.name = "small_convnet"
+    config.model.encoder.kwargs = ml_collections.ConfigDict({"features": 128})
+    config.model.embed_dim = 128
+    config.model.hidden_dim = 256
+    config.model.attention_dim = 128
+    config.model.dropout = 0.2
+    config.model.attention = "soft"  # soft | hard
+    config.model.gate = "scalar"  # scalar (paper) | vector | none
+    config.model.attention_activation = "tanh"  # tanh (paper) | relu
+    config.model.deep_output = True  # eq. 7
+    config.model.deep_output_tanh = False  # the tanh the Theano code adds
+    config.model.p_expected = 0.5  # hard: probability of the expected context (§4.1)
+    config.model.expected_switch = "image"  # image (paper) | batch (Theano code)
+    config.model.dtype = "float32"  # compute dtype; params stay float32
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 64  # global
+    config.train.steps = 3000
+    config.train.optimizer = "adam"  # adam | rmsprop
+    config.train.learning_rate = 2e-3
+    config.train.schedule = "cosine"  # constant | cosine
+    config.train.warmup_steps = 100
+    config.train.grad_clip_norm = 5.0
+    config.train.doubly_stochastic_weight = 1.0  # λ of eq. 14
+    config.train.reinforce_weight = 1.0  # λ_r of eq. 12
+    config.train.entropy_weight = 0.01  # λ_e of eq. 12
+    config.train.baseline_decay = 0.9
+    config.train.reward = "sum"  # sum of token log-probs | mean (Theano code)
+    config.train.log_every = 50
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 2
+    config.train.eval_every = 1000
+    config.train.eval_metric = "CIDEr"
+    config.train.patience = 0  # evaluations without improvement before stopping; 0 = never
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.batch_size = 100
+    config.eval.beam_size = 3
+    config.eval.max_length = 24
+    config.eval.length_normalization = 0.0  # alpha in ((5 + |y|) / 6) ** alpha
+    config.eval.hard_sample = False  # hard models: sample attention at test time
+
+    if variant in ("hard", "smoke_hard"):
+        config.model.attention = "hard"
+    if variant.startswith("smoke"):
+        config.data.builder_config = "64px"
+        config.model.encoder.kwargs = ml_collections.ConfigDict(
+            {"features": 16, "widths": (8, 8, 16)}
+        )
+        config.model.embed_dim = 16
+        config.model.hidden_dim = 16
+        config.model.attention_dim = 16
+        config.train.batch_size = 8
+        config.train.steps = 2
+        config.train.warmup_steps = 1
+        config.train.log_every = 1
+        config.train.checkpoint_every = 1
+        config.train.eval_every = 2
+        config.eval.batch_size = 8
+        config.eval.beam_size = 2
+        config.eval.max_length = 8
+    return config

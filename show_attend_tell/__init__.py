@@ -1,0 +1,1 @@
+"""Show, Attend and Tell in JAX/Flax."""

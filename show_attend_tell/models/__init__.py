@@ -1,0 +1,1 @@
+"""Flax Linen modules of the captioner: encoders, attention, decoder step, captioner."""

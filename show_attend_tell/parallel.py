@@ -1,0 +1,74 @@
+"""Devices, mesh and global batches.
+
+One mesh axis, ``'data'``: batches are sharded along it and parameters are replicated (a
+``'model'`` axis can be added to :func:`make_mesh` without touching callers, which only use
+:func:`batch_sharding` and :func:`replicated`).
+"""
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+
+
+def maybe_initialize_distributed() -> None:
+    """Start ``jax.distributed`` when launched as one of several processes.
+
+    Multi-process launches set ``SAT_COORDINATOR`` (host:port), ``SAT_NUM_PROCESSES`` and
+    ``SAT_PROCESS_ID`` (see launch/); on Cloud TPU and SLURM ``jax.distributed.initialize()``
+    finds them itself, which ``SAT_DISTRIBUTED=auto`` asks for. Must run before any device use.
+    """
+    if os.environ.get("SAT_DISTRIBUTED") == "auto":
+        jax.distributed.initialize()
+    elif "SAT_COORDINATOR" in os.environ:
+        jax.distributed.initialize(
+            coordinator_address=os.environ["SAT_COORDINATOR"],
+            num_processes=int(os.environ["SAT_NUM_PROCESSES"]),
+            process_id=int(os.environ["SAT_PROCESS_ID"]),
+        )
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D ``('data',)`` mesh over all (or the given) devices."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over 'data', the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def global_batch(mesh: Mesh, local_batch: dict) -> dict:
+    """Process-local numpy arrays ``[B_local, ...]`` -> global ``jax.Array``s ``[B, ...]``.
+
+    Every process passes its own disjoint slice; the global batch is their concatenation in
+    process order. Non-array entries (strings, Python objects) stay on the host and are dropped.
+    """
+    sharding = batch_sharding(mesh)
+    return {
+        name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+        for name, value in local_batch.items()
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+    }
+
+
+def check_batch_divisible(batch_size: int, mesh: Mesh, what: str) -> None:
+    """Batch sizes must split evenly over devices and processes."""
+    devices = mesh.devices.size
+    if batch_size % devices:
+        raise ValueError(
+            f"{what}={batch_size} must be a multiple of the number of devices ({devices})"
+        )
+
+
+def local_batch_size(global_size: int) -> int:
+    """This process's share of a global batch."""
+    return global_size // jax.process_count()

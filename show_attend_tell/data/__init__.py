@@ -1,0 +1,1 @@
+"""Datasets (TFDS builders), vocabulary and the tf.data input pipeline."""

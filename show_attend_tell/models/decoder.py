@@ -36,6 +36,7 @@ class StepOutput(NamedTuple):
     location: jnp.ndarray  # [B] sampled s_t (hard); argmax α_t otherwise
     location_log_prob: jnp.ndarray  # [B] log α_{t, s_t}
     entropy: jnp.ndarray  # [B] H[α_t]
+    context: jnp.ndarray  # [B, D] z_t before the gate (a_{s_t} or Σ α a)
 
 
 class DecoderStep(nn.Module):
@@ -125,10 +126,10 @@ class DecoderStep(nn.Module):
         else:
             location, context = greedy_location, expected
         beta = self.context_gate(hidden, annotations.shape[-1])
-        context = (beta.astype(context.dtype) * context).astype(self.dtype)
+        gated = (beta.astype(context.dtype) * context).astype(self.dtype)
         embedded = self.embed(prev_tokens)
-        carry, new_hidden = self.lstm(carry, jnp.concatenate([embedded, context], axis=-1))
-        logits = self.deep_output_logits(embedded, new_hidden, context, key, train)
+        carry, new_hidden = self.lstm(carry, jnp.concatenate([embedded, gated], axis=-1))
+        logits = self.deep_output_logits(embedded, new_hidden, gated, key, train)
         location_log_prob = jnp.log(
             jnp.maximum(jnp.take_along_axis(alpha, location[:, None], axis=1)[:, 0], 1e-30)
         )
@@ -139,6 +140,7 @@ class DecoderStep(nn.Module):
             location=location,
             location_log_prob=location_log_prob,
             entropy=attention_entropy(alpha),
+            context=context,
         )
 
 

@@ -1,0 +1,197 @@
+"""The captioner's equations: shapes, attention normalisation, hard sampling, scan == loop."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec
+
+from configs.shapes import get_config
+from show_attend_tell.models.captioner import Captioner, build_captioner, step_keys_for
+from show_attend_tell.models.decoder import DecoderStep
+from show_attend_tell.models.encoders import build_encoder, get_encoder_class
+from show_attend_tell.parallel import batch_sharding, make_mesh
+
+
+def tiny_model(vocab=11, attention="soft", p_expected=0.5, gate="scalar", **overrides):
+    config = get_config("smoke").model
+    config.attention = attention
+    config.p_expected = p_expected
+    config.gate = gate
+    for key, value in overrides.items():
+        config[key] = value
+    return build_captioner(config, vocab)
+
+
+def random_batch(batch=4, length=6, vocab=11, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (batch, 64, 64, 3), dtype=np.uint8)
+    tokens = rng.integers(1, vocab, (batch, length)).astype(np.int32)
+    return jnp.asarray(images), jnp.asarray(tokens)
+
+
+def init(model, images, tokens):
+    return model.init(jax.random.key(0), images, tokens, key=jax.random.key(1), train=True)
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_scanned_decoder_equals_python_loop_over_step(attention):
+    model = tiny_model(attention=attention, dropout=0.3)
+    images, tokens = random_batch()
+    variables = init(model, images, tokens)
+    key = jax.random.key(7)
+    scanned = model.apply(variables, images, tokens, key=key, train=True)
+
+    annotations = model.apply(variables, images, method=Captioner.encode)
+    cache = model.apply(variables, annotations, method=Captioner.prepare)
+    switch_key, keys = step_keys_for(key, tokens.shape[1])
+    use_expected = model.apply(
+        variables, switch_key, tokens.shape[0], method=Captioner.expected_mask
+    )
+    carry, steps = cache.carry, []
+    for t in range(tokens.shape[1]):
+        carry, out = model.apply(
+            variables, cache, carry, tokens[:, t], use_expected, keys[t], True,
+            method=Captioner.step,
+        )
+        steps.append(out)
+    looped = jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *steps)
+    for name in looped._fields:
+        np.testing.assert_allclose(
+            getattr(scanned.steps, name), getattr(looped, name), atol=1e-5, err_msg=name
+        )
+
+
+@pytest.mark.parametrize(
+    "batch,length,vocab,features", [(1, 1, 5, 16), (3, 4, 17, 8), (8, 9, 30, 24)]
+)
+def test_output_shapes(batch, length, vocab, features):
+    config = get_config("smoke").model
+    config.encoder.kwargs.features = features
+    model = build_captioner(config, vocab)
+    images, tokens = random_batch(batch, length, vocab)
+    out = model.apply(init(model, images, tokens), images, tokens)
+    grid = 64  # 64×64 image, three stride-2 stages -> 8×8
+    assert out.steps.logits.shape == (batch, length, vocab)
+    assert out.steps.alpha.shape == (batch, length, grid)
+    assert out.steps.context.shape == (batch, length, features)
+    for name in ("beta", "location", "location_log_prob", "entropy"):
+        assert getattr(out.steps, name).shape == (batch, length)
+    assert out.used_expected.shape == (batch,)
+    assert out.steps.logits.dtype == jnp.float32
+
+
+def test_alphas_sum_to_one_and_padding_can_be_masked():
+    model = tiny_model()
+    images, tokens = random_batch(length=7)
+    variables = init(model, images, tokens)
+    out = model.apply(variables, images, tokens)
+    np.testing.assert_allclose(out.steps.alpha.sum(-1), 1.0, atol=1e-5)
+    # Logits at step t read only y_0..y_t, so whatever fills the padding after a caption
+    # leaves the real steps unchanged and a mask on the loss is enough.
+    padded = tokens.at[:, 4:].set(0)
+    other = model.apply(variables, images, padded)
+    np.testing.assert_allclose(out.steps.logits[:, :4], other.steps.logits[:, :4], atol=1e-6)
+
+
+def test_hard_sampling_picks_one_annotation_with_alpha_frequencies():
+    model = tiny_model(attention="hard", p_expected=0.0)
+    images, tokens = random_batch(batch=2, length=1)
+    variables = init(model, images, tokens)
+    annotations = model.apply(variables, images, method=Captioner.encode)
+
+    def sample(key):
+        return model.apply(variables, annotations, tokens, key=key, train=False,
+                           method=Captioner.decode)
+
+    outs = jax.vmap(sample)(jax.random.split(jax.random.key(3), 4000))
+    assert not bool(outs.used_expected.any())
+    locations = outs.steps.location[:, :, 0]  # [N, B]
+    chosen = jnp.take_along_axis(annotations[None], locations[..., None, None], axis=2)[..., 0, :]
+    np.testing.assert_array_equal(outs.steps.context[:, :, 0], chosen)
+    alpha = outs.steps.alpha[0, :, 0]  # α does not depend on the sample at t = 1
+    for b in range(2):
+        freq = np.bincount(np.asarray(locations[:, b]), minlength=alpha.shape[-1]) / 4000
+        # 4000 draws: a 4-sigma band on each cell's frequency.
+        sigma = np.sqrt(alpha[b] * (1 - alpha[b]) / 4000)
+        assert np.all(np.abs(freq - alpha[b]) <= 4 * sigma + 1e-3)
+
+
+def test_hard_expected_context_with_p_expected_one():
+    model = tiny_model(attention="hard", p_expected=1.0)
+    images, tokens = random_batch(length=3)
+    variables = init(model, images, tokens)
+    out = model.apply(variables, images, tokens, key=jax.random.key(5))
+    annotations = model.apply(variables, images, method=Captioner.encode)
+    expected = jnp.einsum("btl,bld->btd", out.steps.alpha, annotations)
+    assert bool(out.used_expected.all())
+    np.testing.assert_allclose(out.steps.context, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("switch,expect_mixed", [("image", True), ("batch", False)])
+def test_expected_switch_per_image_or_per_batch(switch, expect_mixed):
+    model = tiny_model(attention="hard", p_expected=0.5, expected_switch=switch)
+    masks = jax.vmap(lambda k: model.apply({}, k, 1000, method=Captioner.expected_mask))(
+        jax.random.split(jax.random.key(0), 8)
+    )
+    if expect_mixed:
+        assert 0.45 < float(masks.mean()) < 0.55
+    else:
+        assert bool(jnp.all(masks.all(axis=1) | ~masks.any(axis=1)))
+
+
+def test_soft_context_is_gated_expectation():
+    model = tiny_model(gate="scalar")
+    images, tokens = random_batch()
+    variables = init(model, images, tokens)
+    out = model.apply(variables, images, tokens)
+    assert bool(jnp.all((out.steps.beta > 0) & (out.steps.beta < 1)))
+    none = tiny_model(gate="none")
+    assert bool(jnp.all(none.apply(init(none, images, tokens), images, tokens).steps.beta == 1))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"gate": "vector"}, {"attention_activation": "relu"}, {"deep_output": False},
+     {"deep_output_tanh": True}, {"dtype": "bfloat16"}],
+)
+def test_deviation_switches_run(overrides):
+    model = tiny_model(**overrides)
+    images, tokens = random_batch()
+    out = model.apply(init(model, images, tokens), images, tokens)
+    assert bool(jnp.isfinite(out.steps.logits).all())
+
+
+def test_unknown_encoder_lists_known_names():
+    with pytest.raises(ValueError, match=r"not a known encoder.*small_convnet"):
+        get_encoder_class("vgg_42")
+    config = get_config("smoke").model.encoder
+    config.name = "nope"
+    with pytest.raises(ValueError, match="config.model.encoder.name='nope'"):
+        build_encoder(config, jnp.float32)
+
+
+def test_unknown_attention_mode_is_an_error():
+    step = DecoderStep(vocab_size=5, attention_mode="sparse")
+    with pytest.raises(ValueError, match="config.model.attention='sparse'"):
+        step.init(jax.random.key(0), method=DecoderStep.initial_carry,
+                  annotations=jnp.zeros((1, 4, 3)))
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_forward_is_jitted_over_four_devices_with_sharded_batch(attention):
+    mesh = make_mesh()
+    assert mesh.devices.size == 4
+    model = tiny_model(attention=attention)
+    images, tokens = random_batch(batch=8)
+    variables = init(model, images, tokens)
+    images = jax.device_put(images, batch_sharding(mesh))
+    tokens = jax.device_put(tokens, batch_sharding(mesh))
+    variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+    forward = jax.jit(lambda v, i, t, k: model.apply(v, i, t, key=k, train=True))
+    out = forward(variables, images, tokens, jax.random.key(0))
+    assert out.steps.logits.sharding.spec[0] == "data"
+    assert len(out.steps.logits.sharding.device_set) == 4
+    reference = model.apply(variables, np.asarray(images), np.asarray(tokens),
+                            key=jax.random.key(0), train=True)
+    np.testing.assert_allclose(out.steps.logits, reference.steps.logits, atol=1e-4)

@@ -1,0 +1,36 @@
+"""Reading image files of any mode and size as the RGB uint8 arrays encoders take."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Grayscale, palette, RGBA (over white), CMYK and 16-bit images -> 8-bit RGB."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if array.max() > 255 else 255.0
+        image = Image.fromarray((array / peak * 255.0).round().astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def load_image_rgb(path, size: int) -> np.ndarray:
+    """The file at ``path`` as uint8 ``[size, size, 3]``; unreadable files raise ValueError
+    naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such image file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, expected a JPEG or PNG image")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            rgb = to_rgb(image)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"{path}: not a readable image ({error})") from error
+    return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)

@@ -79,7 +79,10 @@ class DecoderStep(nn.Module):
         self.output = nn.Dense(self.vocab_size, dtype=self.dtype)
 
     def initial_carry(self, annotations: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """§3.1.2: ``c_0 = tanh(f_init,c(ā))``, ``h_0 = tanh(f_init,h(ā))``; a ``[B, L, D]`` -> (c, h) ``[B, H]``."""
+        """§3.1.2: ``c_0 = tanh(f_init,c(ā))``, ``h_0 = tanh(f_init,h(ā))``.
+
+        a ``[B, L, D]`` -> (c_0, h_0), each ``[B, H]``.
+        """
         mean = annotations.mean(axis=1)
         return jnp.tanh(self.init_cell(mean)), jnp.tanh(self.init_hidden(mean))
 

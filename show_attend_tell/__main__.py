@@ -1,0 +1,3 @@
+from show_attend_tell.cli import main
+
+main()

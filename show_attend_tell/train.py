@@ -1,0 +1,340 @@
+"""Training: one sharded step for soft and hard attention, and the loop around it.
+
+Read top to bottom: state → optimizer → step → sharded set-up → loop (resume, log,
+validate, checkpoint, stop on signal). Shape letters: B global batch, T caption steps.
+"""
+
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from show_attend_tell import parallel
+from show_attend_tell.checkpoints import CheckpointError, Checkpoints
+from show_attend_tell.config_loading import config_differences, config_to_dict
+from show_attend_tell.losses import caption_loss, update_baseline
+from show_attend_tell.models.captioner import Captioner, build_captioner
+
+# Keys that only say how long or how verbosely to run, or where data lives: a resumed run may
+# change them; any other difference from the saved config is an error.
+RUN_LENGTH_KEYS = {
+    "train.steps", "train.log_every", "train.checkpoint_every", "train.eval_every",
+    "train.patience", "train.keep_checkpoints", "data.data_dir", "data.num_val_images",
+    "eval.batch_size",
+}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------- state & optimizer
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array  # int32 []
+    params: Any
+    opt_state: Any
+    baseline: jax.Array  # float32 [] moving-average reward b of §4.1
+    rng: jax.Array  # uint32 [2]: root key data; step keys are fold_in(root, step)
+
+
+def learning_rate_schedule(train_config) -> optax.Schedule:
+    peak, warmup = train_config.learning_rate, train_config.warmup_steps
+    if train_config.schedule == "constant":
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, peak, max(warmup, 1)), optax.constant_schedule(peak)],
+            [max(warmup, 1)],
+        )
+    if train_config.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, peak, max(warmup, 1), max(train_config.steps, warmup + 1), end_value=peak * 0.01
+        )
+    raise ValueError(
+        f"config.train.schedule={train_config.schedule!r}; expected constant or cosine"
+    )
+
+
+def make_optimizer(train_config) -> optax.GradientTransformation:
+    """Adam (paper, COCO/Flickr30k), RMSProp (Flickr8k) or SGD with momentum, after
+    global-norm clipping."""
+    schedule = learning_rate_schedule(train_config)
+    optimizers = {"adam": optax.adam, "rmsprop": optax.rmsprop,
+                  "sgd": lambda lr: optax.sgd(lr, momentum=0.9)}
+    if train_config.optimizer not in optimizers:
+        raise ValueError(
+            f"config.train.optimizer={train_config.optimizer!r}; expected one of {sorted(optimizers)}"
+        )
+    return optax.chain(
+        optax.clip_by_global_norm(train_config.grad_clip_norm),
+        optimizers[train_config.optimizer](schedule),
+    )
+
+
+def init_state(model: Captioner, tx, seed: int, image_size: int) -> TrainState:
+    """A fresh state (pure: traced under ``jit`` with sharded outputs)."""
+    root = jax.random.key(seed)
+    init_key, state_key = jax.random.split(root)
+    images = jnp.zeros((1, image_size, image_size, 3), jnp.uint8)
+    tokens = jnp.zeros((1, 2), jnp.int32)
+    params = model.init(init_key, images, tokens)["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        baseline=jnp.zeros((), jnp.float32),
+        rng=jax.random.key_data(state_key),
+    )
+
+
+# ---------------------------------------------------------------- the step
+
+
+def train_step(model: Captioner, tx, train_config, state: TrainState, batch: dict):
+    """One update on a batch ``{'image': uint8 [B,H,W,3], 'tokens': int32 [B,T+1]}``.
+
+    Soft and hard attention share this function: the model's attention mode decides whether
+    the sampled-location terms of eq. 12 are non-zero. Returns the new state and per-batch
+    metric values.
+    """
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    inputs, targets = batch["tokens"][:, :-1], batch["tokens"][:, 1:]
+    mask = (targets != 0).astype(jnp.float32)
+
+    def objective(params):
+        outputs = model.apply({"params": params}, batch["image"], inputs, key=key, train=True)
+        terms = caption_loss(outputs, targets, mask, state.baseline, train_config)
+        return terms.loss, terms
+
+    (_, terms), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        baseline=update_baseline(state.baseline, terms, train_config.baseline_decay),
+    )
+    metrics = terms._asdict()
+    metrics["baseline"] = new_state.baseline
+    metrics["grad_norm"] = optax.global_norm(grads)
+    return new_state, metrics
+
+
+def sharded_state(model, tx, seed, image_size, mesh) -> tuple[TrainState, Any]:
+    """The initial state built directly with replicated shardings (no host copy), and those
+    shardings: ``eval_shape`` → shardings → ``jit(init, out_shardings=...)``."""
+    init = lambda: init_state(model, tx, seed, image_size)  # noqa: E731
+    abstract = jax.eval_shape(init)
+    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+    return jax.jit(init, out_shardings=shardings)(), shardings
+
+
+def compile_train_step(model, tx, train_config, mesh, state_shardings) -> Callable:
+    """``train_step`` jitted with the batch sharded on 'data', the state replicated and
+    donated (its buffers are reused for the new state)."""
+    step = lambda state, batch: train_step(model, tx, train_config, state, batch)  # noqa: E731
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, parallel.batch_sharding(mesh)),
+        out_shardings=(state_shardings, parallel.replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
+# ---------------------------------------------------------------- the loop
+
+
+class StopSignal:
+    """First SIGTERM/SIGINT: ask the loop to checkpoint and exit; second: exit at once
+    (orbax renames a step into place only when complete, so nothing half-written remains)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise SystemExit(128 + signum)
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def check_workdir_writable(workdir: Path) -> None:
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe = workdir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"workdir {workdir} is not writable: {error.strerror}") from error
+
+
+class MetricLog:
+    """metrics.jsonl and TensorBoard events, written by the main process only."""
+
+    def __init__(self, workdir: Path):
+        self.enabled = jax.process_index() == 0
+        if self.enabled:
+            import tensorflow as tf
+
+            self.jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115
+            self.writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
+
+    def write(self, step: int, prefix: str, values: dict) -> None:
+        if not self.enabled:
+            return
+        import tensorflow as tf
+
+        scalars = {f"{prefix}/{k}": float(v) for k, v in values.items()
+                   if isinstance(v, (int, float, np.floating, np.integer))}
+        self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self.jsonl.flush()
+        with self.writer.as_default(step=step):
+            for name, value in scalars.items():
+                tf.summary.scalar(name, value)
+        self.writer.flush()
+
+    def close(self):
+        if self.enabled:
+            self.jsonl.close()
+            self.writer.close()
+
+
+def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, mesh):
+    """The vocabulary, iterator position and state to start from: the latest checkpoint's
+    when there is one (after checking the config matches), a fresh one otherwise."""
+    from show_attend_tell.data import pipeline
+    from show_attend_tell.data.vocab import Vocabulary
+
+    latest = checkpoints.latest_step()
+    if latest is None:
+        vocab = pipeline.build_vocabulary(config)
+        return vocab, None, None
+    meta = checkpoints.restore_meta(latest)
+    differences = config_differences(meta["config"], config_to_dict(config), RUN_LENGTH_KEYS)
+    if differences:
+        raise CheckpointError(
+            f"{workdir}: the saved config differs from this run's ({'; '.join(differences)}); "
+            "use a new --workdir or the saved config"
+        )
+    return Vocabulary.from_dict(meta["vocabulary"]), meta.get("data_iterator"), latest
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
+    """Train (resuming from ``workdir`` when it has a checkpoint), validate, checkpoint."""
+    from tqdm import tqdm
+
+    from show_attend_tell.data import pipeline
+    from show_attend_tell.evaluation import evaluate_split
+
+    workdir = Path(workdir)
+    check_workdir_writable(workdir)
+    mesh = parallel.make_mesh()
+    parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, config.train.eval_metric)
+    vocab, iterator_state, start = restore_or_start(config, workdir, checkpoints, mesh)
+
+    model = build_captioner(config.model, len(vocab))
+    image_size = model.encoder.image_size
+    tx = make_optimizer(config.train)
+    state, state_shardings = sharded_state(model, tx, config.seed, image_size, mesh)
+    if start is not None:
+        state = checkpoints.restore_state(start, state)
+    elif jax.process_index() == 0:
+        (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+        vocab.save(workdir / "vocab.json")
+    step_fn = compile_train_step(model, tx, config.train, mesh, state_shardings)
+
+    batches = pipeline.train_iterator(
+        config, vocab, parallel.local_batch_size(config.train.batch_size), image_size
+    )
+    if iterator_state is not None:
+        batches.set_state(iterator_state)
+
+    log = MetricLog(workdir)
+    first = int(state.step)
+    progress = tqdm(total=config.train.steps, initial=first, disable=jax.process_index() != 0,
+                    desc="train", dynamic_ncols=True)
+    sums, count, last_good, patience_left = None, 0, None, config.train.patience
+    best = checkpoints.best_step()
+    best_value = (checkpoints.restore_meta(best)["validation"][config.train.eval_metric]
+                  if best is not None else -np.inf)
+    tick = time.perf_counter()
+
+    def meta():
+        return {"config": config_to_dict(config), "vocabulary": vocab.to_dict(),
+                "data_iterator": batches.get_state()}
+
+    def save(step, metrics=None):
+        checkpoints.save(step, state, meta(), metrics)
+
+    with StopSignal() as stop:
+        for step in range(first + 1, config.train.steps + 1):
+            batch = parallel.global_batch(mesh, next(batches))
+            state, metrics = step_fn(state, batch)
+            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+            count += 1
+            should_log = step % config.train.log_every == 0 or step == config.train.steps
+            should_eval = config.train.eval_every and step % config.train.eval_every == 0
+            should_save = (step % config.train.checkpoint_every == 0 or should_eval
+                           or step == config.train.steps or stop.requested)
+            if should_log or should_save:
+                means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
+                if not np.isfinite(means["loss"]):
+                    raise TrainingDiverged(
+                        f"loss is {means['loss']} between steps {step - count + 1} and {step}; "
+                        f"the last good checkpoint (step {last_good or checkpoints.latest_step()}) "
+                        "is kept. Lower config.train.learning_rate or check the data."
+                    )
+                elapsed = time.perf_counter() - tick
+                means["steps_per_second"] = count / elapsed
+                log.write(step, "train", means)
+                progress.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['token_accuracy']:.3f}")
+                progress.update(count)
+                sums, count, tick = None, 0, time.perf_counter()
+            validation = None
+            if should_eval:
+                validation = evaluate_split(
+                    model, state.params, config, vocab, config.data.val_split, mesh,
+                    beam_size=1, num_images=config.data.num_val_images, progress=False,
+                )
+                log.write(step, "val", validation)
+            if should_save:
+                save(step, validation)
+                last_good = step
+            if validation is not None and config.train.patience:
+                value = validation[config.train.eval_metric]
+                if value > best_value:
+                    best_value, patience_left = value, config.train.patience
+                else:
+                    patience_left -= 1
+                    if patience_left <= 0:
+                        print(f"early stopping at step {step}: {config.train.eval_metric} has not "
+                              f"improved for {config.train.patience} evaluations")
+                        break
+            if stop.requested:
+                print(f"stopped by signal at step {step}; checkpoint saved in "
+                      f"{checkpoints.directory}; run the same command to resume")
+                break
+    progress.close()
+    log.close()
+    checkpoints.close()
+    return state

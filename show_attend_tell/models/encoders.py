@@ -49,17 +49,28 @@ def normalize_images(images: jnp.ndarray, mean, std, dtype) -> jnp.ndarray:
     return x.astype(dtype)
 
 
+def space_to_depth(x: jnp.ndarray, block: int) -> jnp.ndarray:
+    """``[B, H, W, C]`` -> ``[B, H/k, W/k, k·k·C]``: each k×k patch becomes one pixel."""
+    batch, height, width, channels = x.shape
+    x = x.reshape(batch, height // block, block, width // block, block, channels)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(
+        batch, height // block, width // block, block * block * channels
+    )
+
+
 @register_encoder("small_convnet")
 class SmallConvNet(nn.Module):
     """A trainable ConvNet for small synthetic images: 64×64 -> 8×8 grid (L = 64).
 
-    Three stride-2 stages of two 3×3 convolutions each (GroupNorm, ReLU), then a 1×1
-    projection to ``features`` channels. The receptive field of a cell covers its
-    neighbours, enough to tell shapes apart at this resolution.
+    The 2×2 patches of the image are stacked into channels (lossless, and ~2× faster on CPU
+    than a stride-1 stem on 3 channels), a stride-1 3×3 convolution reads them, then one
+    stride-2 3×3 convolution per further width (GroupNorm, ReLU) halves the grid, and a 1×1
+    projection gives ``features`` channels.
     """
 
     features: int = 128
     widths: tuple[int, ...] = (32, 64, 128)
+    patch: int = 2
     image_size: int = 64
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
@@ -69,12 +80,11 @@ class SmallConvNet(nn.Module):
     def __call__(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         """images uint8 ``[B, H, W, 3]`` -> annotations ``[B, L, D]``."""
         del train  # no batch statistics or dropout in this backbone
-        x = normalize_images(images, self.mean, self.std, self.dtype)
-        for width in self.widths:
-            x = nn.Conv(width, (3, 3), dtype=self.dtype)(x)
-            x = nn.relu(nn.GroupNorm(num_groups=8, dtype=self.dtype)(x))
-            x = nn.Conv(width, (3, 3), strides=(2, 2), dtype=self.dtype)(x)
-            x = nn.relu(nn.GroupNorm(num_groups=8, dtype=self.dtype)(x))
+        x = space_to_depth(normalize_images(images, self.mean, self.std, self.dtype), self.patch)
+        for index, width in enumerate(self.widths):
+            stride = 1 if index == 0 else 2
+            x = nn.Conv(width, (3, 3), strides=(stride, stride), dtype=self.dtype)(x)
+            x = nn.relu(nn.GroupNorm(num_groups=min(8, width), dtype=self.dtype)(x))
         x = nn.Conv(self.features, (1, 1), dtype=self.dtype)(x)
         batch, height, width, depth = x.shape
         return x.reshape(batch, height * width, depth)

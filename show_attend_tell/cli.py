@@ -1,4 +1,4 @@
-"""``sat``: one entry point with subcommands train, evaluate, caption, data.
+"""``sat``: one entry point with subcommands train, evaluate, caption, compare, data.
 
 Errors the user can fix (bad config, missing file, unknown checkpoint) print one line and
 exit 1; usage errors exit 2 (argparse).
@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--beam_size", type=int, default=None)
     caption.add_argument("--checkpoint", default="latest")
 
+    compare = commands.add_parser("compare", help="Markdown report comparing run directories")
+    compare.add_argument("runs", nargs="+")
+    compare.add_argument("--out", default="report")
+    compare.add_argument("--images", type=int, default=3, help="test images to overlay")
+
     data = commands.add_parser("data", help="datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     build = data_commands.add_parser("build", help="build a TFDS dataset")
@@ -77,6 +82,10 @@ def run(args, overrides: list[str]) -> None:
                                  args.checkpoint)
         if failures:
             raise SystemExit(1)
+    elif args.command == "compare":
+        from show_attend_tell.compare import compare_runs
+
+        compare_runs(args.runs, args.out, args.images)
     elif args.command == "data":
         from show_attend_tell.data.build import build_dataset
 

@@ -1,0 +1,147 @@
+"""``sat compare RUN_DIR... [--out report/]``: a Markdown report comparing runs.
+
+Reads each run directory (config.json, metrics.jsonl, eval/*.json) and writes
+``<out>/README.md`` with the final test metrics, training time and steps, loss and validation
+curves (one line per run), and the attention of every run on the same test images.
+"""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
+           "scene_accuracy", "pointing_accuracy")
+
+
+def read_run(run: Path) -> dict:
+    """What a run directory holds: training log rows, the newest test evaluation, gaps."""
+    info = {"name": run.name, "path": run, "missing": [], "log": [], "test": None}
+    log_file = run / "metrics.jsonl"
+    if log_file.is_file():
+        info["log"] = [json.loads(line) for line in log_file.read_text().splitlines() if line]
+    else:
+        info["missing"].append("metrics.jsonl (never trained?)")
+    evals = sorted((run / "eval").glob("test_*.json"),
+                   key=lambda p: int(p.stem.rsplit("_", 1)[1])) if (run / "eval").is_dir() else []
+    if evals:
+        info["test"] = json.loads(evals[-1].read_text())
+    else:
+        info["missing"].append("a test evaluation (run `sat evaluate --workdir "
+                               f"{run} --split test`)")
+    config_file = run / "config.json"
+    info["config"] = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    return info
+
+
+def training_summary(log: list[dict]) -> tuple[int, float]:
+    """(last step, seconds of training) from metrics.jsonl rows."""
+    train_rows = [row for row in log if "train/steps_per_second" in row]
+    if not train_rows:
+        return 0, 0.0
+    seconds, previous = 0.0, 0
+    for row in train_rows:
+        seconds += (row["step"] - previous) / row["train/steps_per_second"]
+        previous = row["step"]
+    return previous, seconds
+
+
+def metrics_table(runs: list[dict]) -> str:
+    header = "| run | attention | steps | train time | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (4 + len(COLUMNS))]
+    for run in runs:
+        steps, seconds = training_summary(run["log"])
+        metrics = run["test"]["metrics"] if run["test"] else {}
+        cells = [f"{metrics[c]:.1f}" if isinstance(metrics.get(c), (int, float)) else "–"
+                 for c in COLUMNS]
+        attention = run["config"].get("model", {}).get("attention", "?")
+        lines.append(f"| {run['name']} | {attention} | {steps} | {seconds / 60:.1f} min | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(runs: list[dict], key_prefix: str, out: Path, title: str) -> Path | None:
+    keys = sorted({k for run in runs for row in run["log"] for k in row
+                   if k.startswith(key_prefix)})
+    wanted = [k for k in keys if k.split("/", 1)[1] in ("loss", "cross_entropy", "BLEU-4", "CIDEr",
+                                                         "scene_accuracy", "pointing_accuracy")]
+    if not wanted:
+        return None
+    figure, axes = plt.subplots(1, len(wanted), figsize=(4 * len(wanted), 3.2), squeeze=False)
+    for axis, key in zip(axes[0], wanted, strict=True):
+        for run in runs:
+            rows = [row for row in run["log"] if key in row]
+            axis.plot([r["step"] for r in rows], [r[key] for r in rows], label=run["name"])
+        axis.set_title(key)
+        axis.set_xlabel("step")
+    axes[0][0].legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(out, dpi=90)
+    plt.close(figure)
+    return out
+
+
+def side_by_side_attention(runs: list[dict], out_dir: Path, count: int) -> list[Path]:
+    """For the first ``count`` test images: one row per run, one panel per word."""
+    import numpy as np
+
+    from show_attend_tell.data import pipeline
+    from show_attend_tell.decoding import decode_images
+    from show_attend_tell.evaluation import load_for_inference
+    from show_attend_tell.visualize import attention_overlay
+
+    rows_per_image: dict[int, list[Path]] = {}
+    for run in runs:
+        if not (run["path"] / "checkpoints").is_dir():
+            continue
+        config, vocab, model, params, _, _ = load_for_inference(run["path"])
+        batch = next(iter(pipeline.eval_batches(
+            config, vocab, config.data.test_split, count, model.encoder.image_size,
+            num_images=count, process_index=0, process_count=1,
+        )))
+        decoded = decode_images(model, {"params": params}, batch["image"],
+                                beam_size=config.eval.beam_size, max_length=config.eval.max_length)
+        for row in range(count):
+            length = int(decoded.lengths[row])
+            words = vocab.decode(np.asarray(decoded.tokens[row])).split()
+            path = out_dir / f"attention_{row}_{run['name']}.png"
+            attention_overlay(batch["image"][row], words, np.asarray(decoded.alphas[row, :length]),
+                              path)
+            rows_per_image.setdefault(row, []).append(path)
+    return [path for row in sorted(rows_per_image) for path in rows_per_image[row]]
+
+
+def compare_runs(run_dirs: list[str], out: str = "report", images: int = 3) -> Path:
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = [read_run(Path(r)) for r in run_dirs]
+    for run in runs:
+        if not run["path"].is_dir():
+            raise FileNotFoundError(f"{run['path']}: no such run directory")
+    lines = ["# Run comparison", "", "Final test metrics (×100, from each run's newest "
+             "`eval/test_*.json`):", "", metrics_table(runs), ""]
+    protocols = [f"- {r['name']}: " + ", ".join(f"{k}={v}" for k, v in r["test"]["protocol"].items())
+                 for r in runs if r["test"]]
+    if protocols:
+        lines += ["Protocols:", *protocols, ""]
+    for run in runs:
+        if run["missing"]:
+            lines.append(f"- **{run['name']}** lacks: " + "; ".join(run["missing"]))
+    loss_plot = plot_curves(runs, "train/", out_dir / "training.png", "training")
+    val_plot = plot_curves(runs, "val/", out_dir / "validation.png", "validation (greedy)")
+    for plot in (loss_plot, val_plot):
+        if plot:
+            lines += ["", f"![{plot.stem}]({plot.name})"]
+    overlays = side_by_side_attention(runs, out_dir, images)
+    if overlays:
+        lines += ["", "## Attention on the same test images", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in overlays]
+    report = out_dir / "README.md"
+    report.write_text("\n".join(lines) + "\n")
+    print(metrics_table(runs))
+    print(f"wrote {report}")
+    return report

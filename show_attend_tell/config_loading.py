@@ -7,6 +7,7 @@ file and what was expected (``ConfigError``, one line).
 import ast
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import ml_collections
@@ -22,6 +23,11 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"config file {path!r} does not exist (expected configs/<name>.py[:arg])")
+    # Config files import their siblings as ``configs.<name>``; make the folder that holds
+    # ``configs/`` importable whatever the current directory or entry point.
+    root = str(file.resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
     module_spec = importlib.util.spec_from_file_location(f"sat_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

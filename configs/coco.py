@@ -1,0 +1,81 @@
+"""MS COCO (Karpathy splits) with the paper's settings (Xu et al. 2015, §5, Table 1).
+
+Run (after building the dataset, see README "Real datasets"):
+  sat train --config configs/coco.py:soft --workdir runs/coco_soft
+  sat train --config configs/coco.py:hard --workdir runs/coco_hard
+  sat evaluate --workdir runs/coco_soft --split test --beam_size 3
+
+Paper, Table 1 (COCO, test): soft BLEU-1/2/3/4 70.7/49.2/34.4/24.3, METEOR 23.90;
+hard 71.8/50.4/35.7/25.0, METEOR 23.04 — with the paper's own BLEU script; expect a few
+points of difference with pycocoevalcap and a different VGG checkpoint.
+Settings: VGG-19 conv5_4 annotations 14×14×512 (frozen, ImageNet weights from
+`config.model.encoder.kwargs.weights`), vocabulary 10000, batch 64 with length buckets,
+dropout 0.5, Adam, early stopping on validation BLEU-4. Variants: soft, hard, smoke.
+"""
+
+import ml_collections
+
+from configs import shapes
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "soft"
+    if variant not in ("soft", "hard", "smoke", "smoke_hard"):
+        raise ValueError(
+            f"configs/coco.py: unknown variant {variant!r}; expected soft, hard, smoke, smoke_hard"
+        )
+    config = shapes.get_config("hard" if variant.endswith("hard") else "soft")
+    config.data.name = "coco_captions"
+    config.data.builder_config = ""
+    config.data.val_split = "val"
+    config.data.max_caption_length = 30
+    config.data.bucket_boundaries = (10, 12, 14, 16, 20, 30)
+    config.data.vocab_min_count = 5
+    config.data.vocab_max_size = 10_000
+    config.data.num_val_images = 5000
+
+    config.model.encoder = ml_collections.ConfigDict(
+        {"name": "vgg19", "kwargs": ml_collections.ConfigDict({"trainable": False})}
+    )
+    config.model.embed_dim = 512
+    config.model.hidden_dim = 1800  # the Theano code's COCO setting
+    config.model.attention_dim = 512
+    config.model.dropout = 0.5
+
+    config.train.batch_size = 64
+    config.train.steps = 150_000
+    config.train.optimizer = "adam"
+    config.train.learning_rate = 1e-3
+    config.train.schedule = "constant"
+    config.train.warmup_steps = 0
+    config.train.eval_every = 5000
+    config.train.checkpoint_every = 5000
+    config.train.eval_metric = "BLEU-4"
+    config.train.patience = 10
+
+    config.eval.batch_size = 64
+    config.eval.beam_size = 3
+    config.eval.max_length = 30
+
+    if variant.startswith("smoke"):
+        _shrink(config)
+    return config
+
+
+def _shrink(config: ml_collections.ConfigDict) -> None:
+    """Two steps on tiny fake data: small images, tiny decoder, same code paths."""
+    config.model.encoder.kwargs = ml_collections.ConfigDict({"image_size": 32, "trainable": False})
+    config.model.embed_dim = 16
+    config.model.hidden_dim = 16
+    config.model.attention_dim = 16
+    config.data.vocab_min_count = 1
+    config.train.batch_size = 8
+    config.train.steps = 2
+    config.train.warmup_steps = 1
+    config.train.log_every = 1
+    config.train.checkpoint_every = 1
+    config.train.eval_every = 2
+    config.train.patience = 0
+    config.eval.batch_size = 8
+    config.eval.beam_size = 2
+    config.eval.max_length = 8

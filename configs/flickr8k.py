@@ -1,0 +1,38 @@
+"""Flickr8k (Karpathy splits) with the paper's settings (Xu et al. 2015, §5, Table 1).
+
+Run (after `sat data build karpathy/flickr8k --manual_dir DIR`, see README):
+  sat train --config configs/flickr8k.py:soft --workdir runs/f8k_soft
+  sat evaluate --workdir runs/f8k_soft --split test --beam_size 3
+
+Paper, Table 1 (Flickr8k, test): soft BLEU-1/2/3/4 67/44.8/29.9/19.5, METEOR 18.93;
+hard 67/45.7/31.4/21.3, METEOR 20.30 (paper's BLEU script; pycocoevalcap differs a little).
+Settings: VGG-19 conv5_4 14×14×512 frozen, vocabulary 10000, batch 64, length buckets,
+dropout 0.5, RMSProp (the paper's choice for Flickr8k), early stopping on validation BLEU-4.
+Variants: soft, hard, smoke, smoke_hard.
+"""
+
+import ml_collections
+
+from configs import coco
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "soft"
+    if variant not in ("soft", "hard", "smoke", "smoke_hard"):
+        raise ValueError(
+            f"configs/flickr8k.py: unknown variant {variant!r}; expected soft, hard, smoke, "
+            "smoke_hard"
+        )
+    config = coco.get_config("hard" if variant.endswith("hard") else "soft")
+    config.data.name = "karpathy"
+    config.data.builder_config = "flickr8k"
+    config.data.val_split = "val"
+    config.data.num_val_images = 0
+    config.train.optimizer = "rmsprop"
+    config.train.learning_rate = 1e-4
+    config.train.steps = 40_000
+    config.train.eval_every = 1000
+    config.train.checkpoint_every = 1000
+    if variant.startswith("smoke"):
+        coco._shrink(config)  # noqa: SLF001
+    return config

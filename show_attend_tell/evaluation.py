@@ -115,7 +115,7 @@ def load_for_inference(workdir, checkpoint="latest"):
     model = build_captioner(config.model, len(vocab))
     tx = make_optimizer(config.train)
     mesh = parallel.make_mesh()
-    abstract = jax.eval_shape(lambda: init_state(model, tx, config.seed, model.encoder.image_size))
+    abstract = jax.eval_shape(lambda: init_state(model, tx, config.seed))
     abstract = jax.tree.map(
         lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
         abstract,

@@ -23,6 +23,7 @@ from show_attend_tell.checkpoints import CheckpointError, Checkpoints
 from show_attend_tell.config_loading import config_differences, config_to_dict
 from show_attend_tell.losses import caption_loss, update_baseline
 from show_attend_tell.models.captioner import Captioner, build_captioner
+from show_attend_tell.models.encoders import example_input
 
 # Keys that only say how long or how verbosely to run, or where data lives: a resumed run may
 # change them; any other difference from the saved config is an error.
@@ -81,13 +82,12 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
     )
 
 
-def init_state(model: Captioner, tx, seed: int, image_size: int) -> TrainState:
+def init_state(model: Captioner, tx, seed: int) -> TrainState:
     """A fresh state (pure: traced under ``jit`` with sharded outputs)."""
     root = jax.random.key(seed)
     init_key, state_key = jax.random.split(root)
-    images = jnp.zeros((1, image_size, image_size, 3), jnp.uint8)
     tokens = jnp.zeros((1, 2), jnp.int32)
-    params = model.init(init_key, images, tokens)["params"]
+    params = model.init(init_key, example_input(model.encoder), tokens)["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -130,10 +130,10 @@ def train_step(model: Captioner, tx, train_config, state: TrainState, batch: dic
     return new_state, metrics
 
 
-def sharded_state(model, tx, seed, image_size, mesh) -> tuple[TrainState, Any]:
+def sharded_state(model, tx, seed, mesh) -> tuple[TrainState, Any]:
     """The initial state built directly with replicated shardings (no host copy), and those
     shardings: ``eval_shape`` → shardings → ``jit(init, out_shardings=...)``."""
-    init = lambda: init_state(model, tx, seed, image_size)  # noqa: E731
+    init = lambda: init_state(model, tx, seed)  # noqa: E731
     abstract = jax.eval_shape(init)
     shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
     return jax.jit(init, out_shardings=shardings)(), shardings
@@ -255,7 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     model = build_captioner(config.model, len(vocab))
     image_size = model.encoder.image_size
     tx = make_optimizer(config.train)
-    state, state_shardings = sharded_state(model, tx, config.seed, image_size, mesh)
+    state, state_shardings = sharded_state(model, tx, config.seed, mesh)
     if start is not None:
         state = checkpoints.restore_state(start, state)
     elif jax.process_index() == 0:

@@ -32,7 +32,7 @@ def setup(attention, mesh, **train_overrides):
         config.train[key] = value
     model = build_captioner(config.model, VOCAB)
     tx = make_optimizer(config.train)
-    state, shardings = sharded_state(model, tx, config.seed, 64, mesh)
+    state, shardings = sharded_state(model, tx, config.seed, mesh)
     return compile_train_step(model, tx, config.train, mesh, shardings), state
 
 
@@ -93,7 +93,7 @@ def test_bfloat16_compute_keeps_float32_params():
     config.model.dtype = "bfloat16"
     model = build_captioner(config.model, VOCAB)
     tx = make_optimizer(config.train)
-    state, shardings = sharded_state(model, tx, 0, 64, mesh)
+    state, shardings = sharded_state(model, tx, 0, mesh)
     step = compile_train_step(model, tx, config.train, mesh, shardings)
     state, metrics = step(state, parallel.global_batch(mesh, fixed_batch()))
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))

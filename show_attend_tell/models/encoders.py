@@ -95,3 +95,25 @@ def build_encoder(encoder_config, dtype) -> nn.Module:
     cls = get_encoder_class(encoder_config.name)
     kwargs = dict(encoder_config.get("kwargs", {}))
     return cls(dtype=dtype, **kwargs)
+
+
+@register_encoder("precomputed")
+class PrecomputedAnnotations(nn.Module):
+    """Annotations computed beforehand (a frozen encoder's feature cache): the "images" fed
+    to the captioner are already ``[B, L, D]`` float arrays and pass through unchanged."""
+
+    num_annotations: int = 196
+    annotation_dim: int = 512
+    image_size: int = 0
+    dtype: jnp.dtype = jnp.float32
+
+    def __call__(self, annotations: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        del train
+        return annotations.astype(self.dtype)
+
+
+def example_input(encoder: nn.Module) -> jnp.ndarray:
+    """A one-row input of the shape and dtype ``encoder`` takes (for ``init``)."""
+    if isinstance(encoder, PrecomputedAnnotations):
+        return jnp.zeros((1, encoder.num_annotations, encoder.annotation_dim), jnp.float32)
+    return jnp.zeros((1, encoder.image_size, encoder.image_size, 3), jnp.uint8)

@@ -1,0 +1,108 @@
+"""Word vocabulary: one tokenisation for training targets, decoding and metric references.
+
+Ids 0..3 are the specials ``<pad>``, ``<start>``, ``<end>``, ``<unk>``; words follow in order of
+decreasing training-split frequency (ties alphabetical, so a build is reproducible).
+"""
+
+import collections
+import json
+import re
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+PAD, START, END, UNK = 0, 1, 2, 3
+SPECIALS = ("<pad>", "<start>", "<end>", "<unk>")
+FORMAT_VERSION = 1
+
+# Apostrophes are dropped rather than split on so "man's" stays one word ("mans").
+_APOSTROPHES = re.compile(r"['’`]")
+# Anything that is not a (Unicode) letter or digit separates words; emoji and punctuation vanish.
+_SEPARATORS = re.compile(r"[\W_]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words of ``text`` with punctuation stripped; ``"A dog, running!"`` ->
+    ``["a", "dog", "running"]``."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _SEPARATORS.sub(" ", _APOSTROPHES.sub("", text)).split()
+
+
+class Vocabulary:
+    """Bidirectional word <-> id map with the four specials first."""
+
+    PAD, START, END, UNK = PAD, START, END, UNK
+
+    def __init__(self, words: Iterable[str]):
+        """``words`` are the non-special words in id order (ids from 4 on)."""
+        self.words = list(SPECIALS) + list(words)
+        self.ids = {word: index for index, word in enumerate(self.words)}
+        if len(self.ids) != len(self.words):
+            raise ValueError("vocabulary words must be unique and must not repeat the specials")
+
+    @classmethod
+    def build(cls, captions: Iterable[str], min_count: int = 1, max_size: int = 10_000) -> "Vocabulary":
+        """From training captions: words seen at least ``min_count`` times, the most frequent
+        first, at most ``max_size`` entries in all (specials included, so ``len(vocab) <=
+        max_size`` bounds the softmax). Empty captions contribute nothing."""
+        if max_size <= len(SPECIALS):
+            raise ValueError(f"max_size={max_size} leaves no room for words after the 4 specials")
+        counts = collections.Counter()
+        for caption in captions:
+            counts.update(tokenize(caption))
+        for special in SPECIALS:
+            counts.pop(special, None)
+        ranked = sorted((word for word, n in counts.items() if n >= min_count),
+                        key=lambda word: (-counts[word], word))
+        return cls(ranked[: max_size - len(SPECIALS)])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def lookup(self, words: Iterable[str]) -> list[int]:
+        """Ids of already tokenised words; unknown words -> ``UNK``."""
+        return [self.ids.get(word, UNK) for word in words]
+
+    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+        """Word ids of ``text`` (no ``<start>``/``<end>``), truncated to ``max_length`` words."""
+        ids = self.lookup(tokenize(text))
+        return ids if max_length is None else ids[:max_length]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Words up to the first ``<end>``, skipping ``<pad>``/``<start>``; ids outside the
+        vocabulary read as ``<unk>``."""
+        words = []
+        for index in ids:
+            index = int(index)
+            if index == END:
+                break
+            if index in (PAD, START):
+                continue
+            words.append(self.words[index] if 0 <= index < len(self.words) else SPECIALS[UNK])
+        return " ".join(words)
+
+    def to_dict(self) -> dict:
+        return {"format_version": FORMAT_VERSION, "words": self.words}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Vocabulary":
+        words = data.get("words") if isinstance(data, dict) else None
+        if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+            raise ValueError("vocabulary: expected a dict with a 'words' list of strings")
+        if tuple(words[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"vocabulary: the first words must be the specials {SPECIALS}")
+        return cls(words[len(SPECIALS):])
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path) -> "Vocabulary":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a readable vocabulary JSON file ({error})") from error
+        try:
+            return cls.from_dict(data)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from error

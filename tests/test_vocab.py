@@ -1,0 +1,76 @@
+"""Vocabulary: tokenisation, build limits, encode/decode round-trip, unk, save/load."""
+
+import numpy as np
+import pytest
+
+from show_attend_tell.data.vocab import END, PAD, START, UNK, Vocabulary, tokenize
+
+CAPTIONS = [
+    "A large red circle to the left of a small blue square.",
+    "There is a small blue square and a large red circle!",
+    "a small blue square",
+    "   ",
+    "",
+]
+
+
+def test_tokenize_lowercases_and_strips_punctuation():
+    assert tokenize("A dog, running!  Fast...") == ["a", "dog", "running", "fast"]
+    assert tokenize("The man's hat") == ["the", "mans", "hat"]
+    assert tokenize("   ") == []
+
+
+def test_tokenize_non_ascii_and_emoji_do_not_crash():
+    assert tokenize("Un café 🐶 über-cool") == ["un", "café", "über", "cool"]
+    assert tokenize("🙂🙂") == []
+
+
+def test_specials_and_frequency_order():
+    vocab = Vocabulary.build(CAPTIONS)
+    assert vocab.words[:4] == ["<pad>", "<start>", "<end>", "<unk>"]
+    assert (PAD, START, END, UNK) == (0, 1, 2, 3)
+    assert vocab.words[4] == "a"  # the most frequent word first
+    assert len(vocab) == len(set(vocab.words))
+
+
+def test_min_count_and_max_size():
+    vocab = Vocabulary.build(CAPTIONS, min_count=2)
+    assert "there" not in vocab.ids and "square" in vocab.ids
+    assert len(Vocabulary.build(CAPTIONS, max_size=6)) == 6
+    with pytest.raises(ValueError, match="max_size"):
+        Vocabulary.build(CAPTIONS, max_size=4)
+
+
+def test_encode_decode_round_trip_and_unk():
+    vocab = Vocabulary.build(CAPTIONS)
+    ids = vocab.encode("A small red square.")
+    assert vocab.decode(ids) == "a small red square"
+    assert vocab.encode("a purple elephant") == [vocab.ids["a"], UNK, UNK]
+    assert vocab.decode([UNK]) == "<unk>"
+    assert vocab.encode("a small blue square", max_length=2) == vocab.encode("a small")
+    assert vocab.encode("   ") == []
+
+
+def test_decode_stops_at_end_and_skips_pad_start():
+    vocab = Vocabulary.build(CAPTIONS)
+    a, red = vocab.ids["a"], vocab.ids["red"]
+    assert vocab.decode(np.array([START, a, PAD, red, END, a, a])) == "a red"
+    assert vocab.decode([len(vocab) + 5]) == "<unk>"
+
+
+def test_save_load_and_dict(tmp_path):
+    vocab = Vocabulary.build(CAPTIONS + ["un café"])
+    vocab.save(tmp_path / "vocab.json")
+    loaded = Vocabulary.load(tmp_path / "vocab.json")
+    assert loaded.words == vocab.words
+    assert Vocabulary.from_dict(vocab.to_dict()).words == vocab.words
+
+
+def test_bad_files_give_clear_errors(tmp_path):
+    path = tmp_path / "vocab.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="vocab.json"):
+        Vocabulary.load(path)
+    path.write_text('{"words": ["a", "b"]}')
+    with pytest.raises(ValueError, match="specials"):
+        Vocabulary.load(path)

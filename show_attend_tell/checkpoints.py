@@ -128,15 +128,18 @@ class Checkpoints:
 
 
 def _shape_mismatches(saved_tree, abstract_state) -> list[str]:
-    """Paths whose saved and expected shapes differ, plus missing/extra paths."""
+    """Parameter paths whose saved and expected shapes differ, plus missing/extra ones (the
+    optimizer state mirrors the parameters, so they decide whether a checkpoint fits)."""
     saved = {
         jax.tree_util.keystr(path): tuple(leaf.shape)
-        for path, leaf in jax.tree_util.tree_leaves_with_path(saved_tree)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(saved_tree["params"])
         if hasattr(leaf, "shape")
     }
     wanted = {
         jax.tree_util.keystr(path): tuple(leaf.shape)
-        for path, leaf in jax.tree_util.tree_leaves_with_path(to_state_dict(abstract_state))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(
+            to_state_dict(abstract_state)["params"]
+        )
     }
     lines = [f"missing {p}" for p in sorted(set(wanted) - set(saved))]
     lines += [f"unexpected {p}" for p in sorted(set(saved) - set(wanted))]

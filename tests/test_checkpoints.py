@@ -1,0 +1,73 @@
+"""Checkpoint round trips and the errors that protect existing checkpoints."""
+
+import functools
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from configs.shapes import get_config
+from show_attend_tell import parallel
+from show_attend_tell.checkpoints import CheckpointError, Checkpoints
+from show_attend_tell.models.captioner import build_captioner
+from show_attend_tell.train import make_optimizer, sharded_state
+
+
+@functools.cache
+def state_for(hidden=16, vocab=9):
+    config = get_config("smoke")
+    config.model.hidden_dim = hidden
+    model = build_captioner(config.model, vocab)
+    tx = make_optimizer(config.train)
+    state, _ = sharded_state(model, tx, 0, parallel.make_mesh())
+    return state
+
+
+def test_round_trip_restores_every_leaf_bitwise(tmp_path):
+    state = state_for()
+    state = state.replace(baseline=state.baseline + 1.5, step=state.step + 7)
+    checkpoints = Checkpoints(tmp_path, keep=2)
+    checkpoints.save(7, state, {"vocabulary": {"words": ["a"]}, "data_iterator": {"epoch": 1}})
+    restored = checkpoints.restore_state(7, state_for())
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(restored), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert restored.params["step_module"]["output"]["kernel"].sharding.is_fully_replicated
+    meta = checkpoints.restore_meta(7)
+    assert meta["data_iterator"] == {"epoch": 1} and meta["format"].startswith("show_attend")
+
+
+def test_keeps_latest_k_plus_best(tmp_path):
+    state = state_for()
+    checkpoints = Checkpoints(tmp_path, keep=2, best_metric="CIDEr")
+    for step, cider in [(1, 5.0), (2, 50.0), (3, 10.0), (4, None), (5, None)]:
+        checkpoints.save(step, state, {}, {"CIDEr": cider} if cider is not None else None)
+    assert checkpoints.steps() == [2, 4, 5]
+    assert checkpoints.best_step() == 2
+    assert checkpoints.resolve("best") == 2 and checkpoints.resolve("latest") == 5
+    assert checkpoints.resolve("4") == 4
+    with pytest.raises(CheckpointError, match=r"no checkpoint at step 3; have \[2, 4, 5\]"):
+        checkpoints.resolve(3)
+
+
+def test_model_with_other_shapes_is_a_clear_error(tmp_path):
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(1, state_for(hidden=16), {})
+    with pytest.raises(CheckpointError, match=r"does not fit the model: .*saved \(16.*model \(8"):
+        checkpoints.restore_state(1, state_for(hidden=8))
+
+
+def test_unknown_format_and_missing_checkpoints(tmp_path):
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(1, state_for(), {})
+    meta_file = next((tmp_path / "checkpoints" / "1" / "meta").glob("*"))
+    meta = json.loads(meta_file.read_text())
+    meta["format"] = "show_attend_tell/99"
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="format 'show_attend_tell/99' is not"):
+        Checkpoints(tmp_path, read_only=True).restore_meta(1)
+    with pytest.raises(CheckpointError, match="no checkpoints/ directory"):
+        Checkpoints(tmp_path / "empty", read_only=True)
+    (tmp_path / "fresh" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="no checkpoint to restore"):
+        Checkpoints(tmp_path / "fresh", read_only=True).resolve("latest")

@@ -1,0 +1,331 @@
+"""tf.data input: per-process shards, length-bucketed training batches, padded eval batches.
+
+Shape letters: B process-local batch, H = W = ``image_size``, T = bucket + 2 caption tokens.
+
+Training yields dicts of numpy ``image`` uint8 ``[B, H, W, 3]`` and ``tokens`` int32 ``[B, T]``
+(``<start> w1..wn <end> <pad>..``), one (image, reference caption) pair per row; every caption
+of every image is seen once per epoch (paper §4.3: batches of one caption length bucket).
+An epoch's order is a pure function of (seed, epoch), and image bytes are decoded only after
+bucketing, so the stream position is just a step count and restoring skips batches cheaply.
+"""
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from show_attend_tell.data import build
+from show_attend_tell.data.vocab import END, PAD, START, Vocabulary, tokenize
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- datasets
+def to_example(name: str, features: dict) -> dict:
+    """A dataset's features -> ``image`` (encoded bytes), ``image_id`` int64, ``captions``
+    string ``[N]`` (+ ``objects`` for shapes)."""
+    name, _ = build.split_name(name, None)
+    if name == "coco_captions":
+        from show_attend_tell.data.coco_captions import to_example as coco_to_example
+
+        return coco_to_example(features)
+    example = {key: features[key] for key in ("image", "image_id")}
+    if name == "karpathy":
+        example["captions"] = features["captions"]["raw"]
+    else:
+        example["captions"] = features["captions"]
+        example["objects"] = features["objects"]
+    return example
+
+
+def open_split(data: ml_collections.ConfigDict, split: str, process_index: int,
+               process_count: int) -> tf.data.Dataset:
+    """This process's disjoint shard of ``split`` in file order, images still encoded."""
+    builder = build.open_builder(data.name, data.data_dir, data.builder_config)
+    shard = tfds.split_for_jax_process(split, process_index=process_index,
+                                       process_count=process_count)
+    dataset = builder.as_dataset(split=shard, shuffle_files=False,
+                                 decoders={"image": tfds.decode.SkipDecoding()})
+    return dataset.map(lambda features: to_example(data.name, features),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+    index = jax.process_index() if process_index is None else process_index
+    count = jax.process_count() if process_count is None else process_count
+    if not 0 <= index < count:
+        raise ValueError(f"process_index={index} outside 0..{count - 1}")
+    return index, count
+
+
+def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """JPEG/PNG bytes of any channel count -> uint8 ``[H, W, 3]`` (bilinear, antialiased)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+
+    def resize():
+        resized = tf.image.resize(image, (image_size, image_size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+    # Images already at size (shapes at 64 px) pass through bit-exact.
+    same = tf.reduce_all(tf.shape(image)[:2] == image_size)
+    return tf.cond(same, lambda: image, resize)
+
+
+def caption_texts(data: ml_collections.ConfigDict, split: str, process_index: int = 0,
+                  process_count: int = 1) -> Iterator[str]:
+    """Every caption of a shard of ``split`` (the whole split by default: the vocabulary is
+    global), read in large chunks because per-example iteration is 5x slower."""
+    chunks = (open_split(data, split, process_index, process_count)
+              .map(lambda example: example["captions"]).unbatch().batch(8192))
+    for chunk in chunks.as_numpy_iterator():
+        for caption in chunk:
+            yield caption.decode("utf-8")
+
+
+def build_vocabulary(config: ml_collections.ConfigDict) -> Vocabulary:
+    """The vocabulary of ``config.data.train_split``'s captions."""
+    data = config.data
+    return Vocabulary.build(caption_texts(data, data.train_split), data.vocab_min_count,
+                            data.vocab_max_size)
+
+
+# ----------------------------------------------------------------------------- training
+def bucket_widths(max_caption_length: int, boundaries) -> tuple[int, ...]:
+    """Padded word lengths: the boundaries below ``max_caption_length``, then it."""
+    return tuple(sorted({b for b in boundaries if 0 < b < max_caption_length}
+                        | {max_caption_length}))
+
+
+class CaptionEncoder:
+    """Captions -> fixed-width ``<start> ids <end> <pad>..`` rows; counts truncated and empty
+    captions (called from tf.data worker threads, hence the lock)."""
+
+    def __init__(self, vocab: Vocabulary, max_length: int):
+        self.vocab, self.max_length = vocab, max_length
+        self.truncated = self.empty = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, captions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tokens = np.full((len(captions), self.max_length + 2), PAD, np.int32)
+        lengths = np.zeros(len(captions), np.int32)
+        truncated = empty = 0
+        for row, caption in enumerate(captions):
+            words = tokenize(caption.decode("utf-8"))
+            truncated += len(words) > self.max_length
+            empty += not words
+            ids = self.vocab.lookup(words[: self.max_length])
+            tokens[row, : len(ids) + 2] = [START, *ids, END]
+            lengths[row] = len(ids)
+        with self._lock:
+            self.truncated += truncated
+            self.empty += empty
+        return tokens, lengths
+
+
+class TrainIterator:
+    """Endless process-local training batches with an exactly restorable position.
+
+    ``get_state()`` is ``{"step": batches yielded, ...}``; every process yields one batch per
+    step, so the step alone fixes each process's (epoch, batch in epoch) and a state saved by
+    process 0 restores all of them.
+    """
+
+    def __init__(self, data: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
+                 image_size: int, seed: int, process_index: int, process_count: int):
+        self.data, self.batch_size, self.image_size, self.seed = data, batch_size, image_size, seed
+        self.process_index, self.process_count = process_index, process_count
+        self.widths = bucket_widths(data.max_caption_length, data.bucket_boundaries)
+        self.encoder = CaptionEncoder(vocab, data.max_caption_length)
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self._batches: Iterator[dict] | None = None
+        self._batches_per_epoch: int | None = None
+
+    # Pairs and buckets --------------------------------------------------------------------
+    def _shard(self) -> tf.data.Dataset:
+        return open_split(self.data, self.data.train_split, self.process_index, self.process_count)
+
+    def _pairs(self, example: dict) -> tf.data.Dataset:
+        """One image's (encoded image, tokens ``[max_len + 2]``, length) per caption."""
+        tokens, lengths = tf.numpy_function(self.encoder, [example["captions"]],
+                                            (tf.int32, tf.int32), stateful=False)
+        tokens.set_shape([None, self.data.max_caption_length + 2])
+        lengths.set_shape([None])
+        images = tf.repeat(example["image"][None], tf.shape(lengths)[0])
+        return tf.data.Dataset.from_tensor_slices({"image": images, "tokens": tokens,
+                                                   "length": lengths})
+
+    def _bucket(self, length: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(tf.cast(length > tf.constant(self.widths[:-1]), tf.int64))
+
+    def _epoch(self, epoch: int, skip: int) -> Iterator[dict]:
+        """Epoch ``epoch``'s batches from batch ``skip`` on (skipped ones are never decoded)."""
+        image_seed, pair_seed = np.random.SeedSequence((self.seed, epoch)).generate_state(2)
+        pairs = (self._shard().shuffle(self.data.shuffle_buffer, seed=int(image_seed),
+                                       reshuffle_each_iteration=False)
+                 .flat_map(self._pairs)
+                 .filter(lambda pair: pair["length"] > 0)
+                 # Spreads an image's captions over different batches; a few batches suffice.
+                 .shuffle(8 * self.batch_size, seed=int(pair_seed), reshuffle_each_iteration=False))
+        widths = tf.constant(self.widths, tf.int32) + 2
+
+        def batch_bucket(key, window):
+            batch = window.batch(self.batch_size, drop_remainder=True)
+            return batch.map(lambda b: {"image": b["image"], "tokens": b["tokens"][:, :widths[key]]})
+
+        batches = pairs.group_by_window(lambda pair: self._bucket(pair["length"]), batch_bucket,
+                                        window_size=self.batch_size).skip(skip)
+
+        def decode(batch):
+            images = tf.map_fn(lambda encoded: decode_image(encoded, self.image_size),
+                               batch["image"],
+                               fn_output_signature=tf.TensorSpec(
+                                   [self.image_size, self.image_size, 3], tf.uint8))
+            return {"image": images, "tokens": batch["tokens"]}
+
+        batches = batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+        return batches.as_numpy_iterator()
+
+    def batches_per_epoch(self) -> int:
+        """Σ over buckets of ⌊pairs / B⌋: the same every epoch, whatever the order."""
+        if self._batches_per_epoch is None:
+            counts = np.zeros(len(self.widths), np.int64)
+            for caption in caption_texts(self.data, self.data.train_split, self.process_index,
+                                         self.process_count):
+                words = len(tokenize(caption))
+                if words:  # the same filter and bucket rule as the tf.data stream
+                    counts[np.searchsorted(self.widths, min(words, self.data.max_caption_length))] += 1
+            self._batches_per_epoch = int((counts // self.batch_size).sum())
+            if not self._batches_per_epoch:
+                raise self._empty_epoch()
+        return self._batches_per_epoch
+
+    # Iteration and state ------------------------------------------------------------------
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._batches is None:
+            self._batches = self._epoch(self.epoch, self.batch_in_epoch)
+        batch = next(self._batches, None)
+        if batch is None:
+            self._log_epoch()
+            if not self.batch_in_epoch:
+                raise self._empty_epoch()
+            self._batches_per_epoch = self.batch_in_epoch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            self._batches = self._epoch(self.epoch, 0)
+            batch = next(self._batches)
+        self.step += 1
+        self.batch_in_epoch += 1
+        return self._same_width_everywhere(batch)
+
+    def _empty_epoch(self) -> ValueError:
+        return ValueError(f"{self.data.name} {self.data.train_split}: no length bucket holds "
+                          f"batch_size={self.batch_size} captions on process {self.process_index}")
+
+    def _log_epoch(self) -> None:
+        log.info("epoch %d done: %d batches; %d captions truncated to %d words, %d empty skipped",
+                 self.epoch, self.batch_in_epoch, self.encoder.truncated,
+                 self.data.max_caption_length, self.encoder.empty)
+
+    def _same_width_everywhere(self, batch: dict) -> dict:
+        """Processes bucket their own shards, so widths can differ at a step; global arrays
+        need one shape, so every process pads to the widest (one tiny all-gather per step)."""
+        if jax.process_count() == 1:
+            return batch
+        from jax.experimental import multihost_utils
+
+        width = int(np.max(multihost_utils.process_allgather(np.int32(batch["tokens"].shape[1]))))
+        pad = width - batch["tokens"].shape[1]
+        return {**batch, "tokens": np.pad(batch["tokens"], ((0, 0), (0, pad)))}
+
+    def get_state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "seed": self.seed, "batch_size": self.batch_size,
+                "process_count": self.process_count}
+
+    def set_state(self, state: dict) -> None:
+        """Continue after ``state["step"]`` batches of the run that saved ``state``."""
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"iterator state has seed {state['seed']}, this run {self.seed}")
+        self.step = int(state["step"])
+        same_stream = (state.get("process_count") == self.process_count == 1
+                       and state.get("batch_size") == self.batch_size)
+        if same_stream:  # the saved position is this process's own: no counting pass
+            self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        else:
+            self.epoch, self.batch_in_epoch = divmod(self.step, self.batches_per_epoch())
+        self._batches = None
+
+
+def train_iterator(config: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
+                   image_size: int, *, process_index: int | None = None,
+                   process_count: int | None = None) -> TrainIterator:
+    """Endless training batches of this process (``batch_size`` is process-local)."""
+    index, count = _process(process_index, process_count)
+    return TrainIterator(config.data, vocab, batch_size, image_size, config.seed, index, count)
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _objects(features, objects: dict) -> list[dict]:
+    names = {key: features["objects"][key] for key in ("size", "colour", "shape")}
+    return [
+        {"bbox": tuple(float(v) for v in objects["bbox"][i]),
+         **{key: names[key].int2str(int(objects[key][i])) for key in names}}
+        for i in range(len(objects["bbox"]))
+    ]
+
+
+def eval_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, split: str,
+                 batch_size: int, image_size: int, *, num_images: int = 0,
+                 process_index: int | None = None,
+                 process_count: int | None = None) -> Iterator[dict]:
+    """Every image of ``split`` (or its first ``num_images``) once, in file order, as
+    process-local batches of exactly ``batch_size`` rows padded with ``example_mask`` False;
+    all processes yield the same number of batches.
+
+    Entries: ``image`` uint8 ``[B, H, W, 3]``, ``example_mask`` bool ``[B]``, ``image_id``
+    int64 ``[B]``, ``references`` (list of raw caption lists; metrics tokenise them with
+    ``data.vocab.tokenize``) and, for shapes, ``objects`` (per image a list of dicts: ``bbox``
+    (ymin, xmin, ymax, xmax) in 0..1, ``size``, ``colour``, ``shape``). ``vocab`` is not
+    needed (references stay text) and is taken for the same signature as training.
+    """
+    del vocab
+    data = config.data
+    index, count = _process(process_index, process_count)
+    builder = build.open_builder(data.name, data.data_dir, data.builder_config)
+    total = builder.info.splits[split].num_examples
+    if num_images:
+        total = min(total, num_images)
+        split = f"{split}[:{total}]"
+    per_process = -(-total // count)  # ceil: the largest shard sets the step count
+    steps = -(-per_process // batch_size)
+    shard = open_split(data, split, index, count).map(
+        lambda example: {**example, "image": decode_image(example["image"], image_size)},
+        num_parallel_calls=tf.data.AUTOTUNE).prefetch(batch_size)
+    examples = shard.as_numpy_iterator()
+    has_objects = "objects" in builder.info.features
+    for _ in range(steps):
+        rows = [example for _, example in zip(range(batch_size), examples, strict=False)]
+        batch = {
+            "image": np.zeros((batch_size, image_size, image_size, 3), np.uint8),
+            "example_mask": np.zeros(batch_size, bool),
+            "image_id": np.full(batch_size, -1, np.int64),
+            "references": [[] for _ in range(batch_size)],
+        }
+        if has_objects:
+            batch["objects"] = [[] for _ in range(batch_size)]
+        for row, example in enumerate(rows):
+            batch["image"][row] = example["image"]
+            batch["example_mask"][row] = True
+            batch["image_id"][row] = example["image_id"]
+            batch["references"][row] = [c.decode("utf-8") for c in example["captions"]]
+            if has_objects:
+                batch["objects"][row] = _objects(builder.info.features, example["objects"])
+        yield batch

@@ -1,0 +1,59 @@
+"""Caption metrics: pycocoevalcap wiring pinned on a small fixed corpus; no Java, no crash."""
+
+import pytest
+
+from show_attend_tell import caption_metrics
+from show_attend_tell.caption_metrics import caption_scores
+
+REFERENCES = {
+    1: ["A large red circle above a small blue square.",
+        "a small blue square below a large red circle"],
+    2: ["A green triangle.", "There is one small green triangle."],
+    3: ["Two yellow diamonds, side by side!", "a large yellow diamond and a small yellow diamond"],
+    4: ["an orange square left of a purple circle",
+        "A purple circle to the right of an orange square."],
+    5: ["a small red square", "One small red square on a textured background."],
+}
+CANDIDATES = {
+    1: "a large red circle above a small blue square",
+    2: "a small green triangle",
+    3: "a large yellow diamond and a small red diamond",
+    4: "a purple circle",
+    5: "small red square on a background",
+}
+# Computed once with pycocoevalcap 1.2 directly (Java 17): PTBTokenizer().tokenize on the
+# references and on the candidates separately, then Bleu(4), Meteor(), Rouge(), Cider()
+# .compute_score(gts, res)[0], ×100.
+EXPECTED = {
+    "BLEU-1": 90.72783801031761,
+    "BLEU-2": 84.83702839942668,
+    "BLEU-3": 81.7448700805103,
+    "BLEU-4": 78.72378146373015,
+    "METEOR": 44.93337163774672,
+    "ROUGE-L": 82.16890501915408,
+    "CIDEr": 449.505060539379,
+}
+
+
+@pytest.mark.slow
+def test_scores_match_pycocoevalcap_on_a_fixed_corpus():
+    scores = caption_scores(REFERENCES, CANDIDATES)
+    for name, value in EXPECTED.items():
+        assert scores[name] == pytest.approx(value, rel=1e-6), name
+    assert scores["SPICE"] is None and "offline" in scores["notes"]["SPICE"]
+    assert set(scores["notes"]) == {"SPICE"}
+
+
+def test_without_java_meteor_is_none_and_the_rest_still_scores(monkeypatch):
+    monkeypatch.setattr(caption_metrics.shutil, "which", lambda name: None)
+    scores = caption_scores(REFERENCES, CANDIDATES)
+    assert scores["METEOR"] is None and "Java" in scores["notes"]["METEOR"]
+    assert "tokenizer" in scores["notes"]
+    # The punctuation-only differences are tokenised away as PTB would, so the scores agree.
+    for name in ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"):
+        assert scores[name] == pytest.approx(EXPECTED[name], rel=1e-6), name
+
+
+def test_mismatched_ids_are_an_error():
+    with pytest.raises(ValueError, match="same image ids"):
+        caption_scores(REFERENCES, {1: "a red circle"})

@@ -26,10 +26,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from show_attend_tell.data.vocab import END, PAD, START
 from show_attend_tell.models.captioner import Captioner, DecodeCache
-
-# Token ids shared with the vocabulary (show_attend_tell.data.vocab).
-PAD, START, END = 0, 1, 2
 
 NEG_INF = -jnp.inf
 

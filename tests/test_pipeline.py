@@ -1,0 +1,167 @@
+"""Input pipeline on a tiny shapes dataset: shapes, bucketing, resume, process shards, eval."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from configs.shapes import get_config
+from show_attend_tell.data import pipeline
+from show_attend_tell.data.build import build_dataset
+from show_attend_tell.data.vocab import END, PAD, START
+from show_attend_tell.parallel import global_batch
+
+NUM_TRAIN, NUM_EVAL = 40, 10
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("tfds")
+    build_dataset("shapes", data_dir, "tiny", num_train=NUM_TRAIN, num_validation=NUM_EVAL,
+                  num_test=NUM_EVAL)
+    config = get_config("smoke")
+    config.data.data_dir = str(data_dir)
+    config.data.builder_config = "tiny"
+    config.data.shuffle_buffer = 16
+    return config
+
+
+@pytest.fixture(scope="module")
+def vocab(config):
+    return pipeline.build_vocabulary(config)
+
+
+def lengths_of(tokens):
+    return (tokens != PAD).sum(axis=1) - 2
+
+
+def test_vocabulary_from_train_captions(vocab):
+    assert {"small", "large", "red", "circle", "left"} <= set(vocab.words)
+
+
+def test_train_batches_are_bucketed(config, vocab):
+    batches = pipeline.train_iterator(config, vocab, 8, 32, process_index=0, process_count=1)
+    widths = pipeline.bucket_widths(config.data.max_caption_length, config.data.bucket_boundaries)
+    seen = set()
+    for _ in range(12):
+        batch = next(batches)
+        assert batch["image"].shape == (8, 32, 32, 3) and batch["image"].dtype == np.uint8
+        assert batch["tokens"].dtype == np.int32
+        width = batch["tokens"].shape[1] - 2
+        assert width in widths
+        seen.add(width)
+        lengths = lengths_of(batch["tokens"])
+        lower = max([w for w in widths if w < width], default=0)
+        assert ((lengths > lower) & (lengths <= width)).all()  # one bucket per batch
+        assert (batch["tokens"][:, 0] == START).all()
+        assert (batch["tokens"][np.arange(8), lengths + 1] == END).all()
+    assert len(seen) > 1
+
+
+def test_epoch_sees_every_caption_once(config, vocab):
+    batches = pipeline.train_iterator(config, vocab, 4, 64, process_index=0, process_count=1)
+    per_epoch = batches.batches_per_epoch()
+    tokens = [vocab.decode(row) for _ in range(per_epoch) for row in next(batches)["tokens"]]
+    assert batches.get_state()["epoch"] == 0
+    captions = [" ".join(vocab.decode(vocab.encode(c)).split())
+                for c in pipeline.caption_texts(config.data, "train")]
+    # Only bucket remainders (< 4 per bucket) are dropped; nothing is repeated.
+    assert len(captions) - len(tokens) < 4 * len(config.data.bucket_boundaries)
+    remaining = list(captions)
+    for caption in tokens:
+        remaining.remove(caption)
+    next(batches)
+    assert batches.get_state()["epoch"] == 1
+
+
+@pytest.mark.parametrize("process_count", [1, 2])
+def test_restored_iterator_yields_the_same_batches(config, vocab, process_count):
+    def make():
+        return pipeline.train_iterator(config, vocab, 4, 64, process_index=0,
+                                       process_count=process_count)
+
+    original = make()
+    # Past an epoch boundary, so the restore has to find the right epoch too.
+    for _ in range(original.batches_per_epoch() + 2):
+        next(original)
+    state = original.get_state()
+    restored = make()
+    restored.set_state(state)
+    for _ in range(3):
+        a, b = next(original), next(restored)
+        np.testing.assert_array_equal(a["tokens"], b["tokens"])
+        np.testing.assert_array_equal(a["image"], b["image"])
+    assert restored.get_state()["step"] == original.get_state()["step"]
+
+
+def test_truncation_and_empty_captions_are_counted(vocab):
+    encoder = pipeline.CaptionEncoder(vocab, max_length=3)
+    tokens, lengths = encoder(np.array([b"a small red circle", b"   ", "un café 🙂".encode()]))
+    assert lengths.tolist() == [3, 0, 2]
+    assert tokens[0].tolist() == [START, *vocab.encode("a small red"), END]
+    assert (encoder.truncated, encoder.empty) == (1, 1)
+
+
+def eval_ids(config, vocab, process_index, process_count, batch_size=4, num_images=0):
+    batches = list(pipeline.eval_batches(config, vocab, "test", batch_size, 64,
+                                         num_images=num_images, process_index=process_index,
+                                         process_count=process_count))
+    return batches, [i for b in batches for i in b["image_id"][b["example_mask"]]]
+
+
+def test_eval_covers_every_image_once_with_padding(config, vocab):
+    batches, ids = eval_ids(config, vocab, 0, 1)
+    assert len(batches) == 3 and len(ids) == NUM_EVAL == len(set(ids))
+    last = batches[-1]
+    assert last["example_mask"].tolist() == [True, True, False, False]
+    assert last["image"].shape == (4, 64, 64, 3) and last["image_id"].dtype == np.int64
+    assert last["references"][2] == [] and len(last["references"][0]) == 5
+    obj = last["objects"][0][0]
+    assert set(obj) == {"bbox", "size", "colour", "shape"} and len(obj["bbox"]) == 4
+    assert all(isinstance(r, str) for r in last["references"][0])
+
+
+def test_processes_read_disjoint_shards(config, vocab):
+    (first, ids0), (second, ids1) = eval_ids(config, vocab, 0, 2), eval_ids(config, vocab, 1, 2)
+    assert len(first) == len(second)  # same number of steps on every process
+    assert not set(ids0) & set(ids1) and len(ids0) + len(ids1) == NUM_EVAL
+    train = [{int(e["image_id"]) for e in pipeline.open_split(config.data, "train", i, 2)
+              .as_numpy_iterator()} for i in range(2)]
+    assert not train[0] & train[1] and len(train[0] | train[1]) == NUM_TRAIN
+
+
+def test_num_images_limit(config, vocab):
+    batches, ids = eval_ids(config, vocab, 0, 1, batch_size=4, num_images=6)
+    assert len(batches) == 2 and len(ids) == 6
+
+
+def encoded(mode, fmt):
+    buffer = io.BytesIO()
+    Image.new(mode, (20, 10), color=(128,) * len(mode)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"),
+                                      ("RGB", "JPEG")])
+def test_any_image_mode_becomes_rgb(mode, fmt):
+    image = pipeline.decode_image(tf.constant(encoded(mode, fmt)), 16)
+    assert image.shape == (16, 16, 3) and image.dtype == tf.uint8
+
+
+@pytest.mark.slow
+def test_batch_feeds_the_mesh_and_model(config, vocab, mesh):
+    import jax
+
+    from show_attend_tell.models.captioner import build_captioner
+
+    batch = next(pipeline.train_iterator(config, vocab, 8, 64, process_index=0, process_count=1))
+    device_batch = global_batch(mesh, batch)
+    assert device_batch["image"].shape == (8, 64, 64, 3)
+    assert len(device_batch["tokens"].sharding.device_set) == 4
+    model = build_captioner(config.model, len(vocab))
+    variables = model.init(jax.random.key(0), device_batch["image"], device_batch["tokens"],
+                           key=jax.random.key(1), train=True)
+    assert variables["params"]
+

@@ -165,3 +165,15 @@ def test_batch_feeds_the_mesh_and_model(config, vocab, mesh):
                            key=jax.random.key(1), train=True)
     assert variables["params"]
 
+
+
+def test_dataset_names_and_missing_dataset_errors(tmp_path):
+    from show_attend_tell.data.build import open_builder, split_name
+
+    assert split_name("karpathy/flickr8k", None) == ("karpathy", "flickr8k")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        build_dataset("imagenet", tmp_path)
+    with pytest.raises(ValueError, match="manual_dir"):
+        build_dataset("karpathy/flickr8k", tmp_path)
+    with pytest.raises(FileNotFoundError, match="sat data build shapes/64px"):
+        open_builder("shapes", tmp_path)

@@ -49,7 +49,9 @@ class Checkpoints:
                 # on disk" true when save() returns, which the signal handler relies on.
                 enable_async_checkpointing=False,
             ),
-            item_names=("state", "meta"),
+            # Handlers given up front let a fresh (e.g. read-only) manager read item metadata.
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()},
         )
 
     def steps(self) -> list[int]:

@@ -161,7 +161,7 @@ class TrainIterator:
                                                    "length": lengths})
 
     def _bucket(self, length: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_sum(tf.cast(length > tf.constant(self.widths[:-1]), tf.int64))
+        return tf.reduce_sum(tf.cast(length > tf.constant(self.widths[:-1], tf.int32), tf.int64))
 
     def _epoch(self, epoch: int, skip: int) -> Iterator[dict]:
         """Epoch ``epoch``'s batches from batch ``skip`` on (skipped ones are never decoded)."""

@@ -1,0 +1,69 @@
+"""The training loop on a tiny shapes dataset: exact resume, config mismatch, NaN stop."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs.shapes import get_config
+from show_attend_tell.checkpoints import CheckpointError, Checkpoints
+from show_attend_tell.data.build import build_dataset
+from show_attend_tell.train import TrainingDiverged, train_and_evaluate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tfds")
+    build_dataset("shapes", folder, "tiny", num_train=48, num_validation=8, num_test=8)
+    return folder
+
+
+def tiny_config(data_dir, variant="smoke_hard", **train):
+    config = get_config(variant)
+    config.data.data_dir = str(data_dir)
+    config.data.builder_config = "tiny"
+    config.data.bucket_boundaries = (24,)  # one shape: one compilation
+    config.train.schedule = "constant"  # independent of train.steps, so runs can be extended
+    config.train.eval_every = 0
+    config.train.log_every = 1
+    for key, value in train.items():
+        config.train[key] = value
+    return config
+
+
+def test_resumed_run_equals_uninterrupted_run_bitwise(data_dir, tmp_path):
+    straight = train_and_evaluate(tiny_config(data_dir, steps=6, checkpoint_every=3),
+                                  tmp_path / "straight")
+    train_and_evaluate(tiny_config(data_dir, steps=3, checkpoint_every=3), tmp_path / "resumed")
+    resumed = train_and_evaluate(tiny_config(data_dir, steps=6, checkpoint_every=3),
+                                 tmp_path / "resumed")
+    assert int(resumed.step) == int(straight.step) == 6
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert Checkpoints(tmp_path / "resumed", read_only=True).steps() == [3, 6]
+    logged = (tmp_path / "resumed" / "metrics.jsonl").read_text().count('"train/loss"')
+    assert logged == 6
+
+
+def test_changed_config_on_existing_workdir_is_an_error_and_changes_nothing(data_dir, tmp_path):
+    train_and_evaluate(tiny_config(data_dir, steps=1, checkpoint_every=1), tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    config = tiny_config(data_dir, steps=2)
+    config.model.hidden_dim = 8
+    config.train.learning_rate = 0.5
+    with pytest.raises(CheckpointError, match=r"model.hidden_dim: 16 -> 8; train.learning_rate"):
+        train_and_evaluate(config, tmp_path)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
+    config = tiny_config(data_dir, "smoke", steps=6, checkpoint_every=1, learning_rate=1e30,
+                         grad_clip_norm=1e30, warmup_steps=0)
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train_and_evaluate(config, tmp_path)
+    checkpoints = Checkpoints(tmp_path, read_only=True)
+    last = checkpoints.latest_step()
+    assert last is not None and last < 6
+    state = checkpoints.manager.restore(last)["state"]
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state["params"]))

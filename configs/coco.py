@@ -65,17 +65,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def _shrink(config: ml_collections.ConfigDict) -> None:
     """Two steps on tiny fake data: small images, tiny decoder, same code paths."""
     config.model.encoder.kwargs = ml_collections.ConfigDict({"image_size": 32, "trainable": False})
-    config.model.embed_dim = 16
-    config.model.hidden_dim = 16
-    config.model.attention_dim = 16
     config.data.vocab_min_count = 1
-    config.train.batch_size = 8
-    config.train.steps = 2
-    config.train.warmup_steps = 1
-    config.train.log_every = 1
-    config.train.checkpoint_every = 1
-    config.train.eval_every = 2
-    config.train.patience = 0
-    config.eval.batch_size = 8
-    config.eval.beam_size = 2
-    config.eval.max_length = 8
+    shapes.shrink_for_smoke(config)

@@ -82,20 +82,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if variant in ("hard", "smoke_hard"):
         config.model.attention = "hard"
     if variant.startswith("smoke"):
-        config.data.builder_config = "64px"
         config.model.encoder.kwargs = ml_collections.ConfigDict(
             {"features": 16, "widths": (8, 8, 16)}
         )
-        config.model.embed_dim = 16
-        config.model.hidden_dim = 16
-        config.model.attention_dim = 16
-        config.train.batch_size = 8
-        config.train.steps = 2
-        config.train.warmup_steps = 1
-        config.train.log_every = 1
-        config.train.checkpoint_every = 1
-        config.train.eval_every = 2
-        config.eval.batch_size = 8
-        config.eval.beam_size = 2
-        config.eval.max_length = 8
+        shrink_for_smoke(config)
     return config
+
+
+def shrink_for_smoke(config: ml_collections.ConfigDict) -> None:
+    """Tiny decoder, batch and run length: every code path in seconds (tests, fake data)."""
+    config.model.embed_dim = 16
+    config.model.hidden_dim = 16
+    config.model.attention_dim = 16
+    config.train.batch_size = 8
+    config.train.steps = 2
+    config.train.warmup_steps = 1
+    config.train.log_every = 1
+    config.train.checkpoint_every = 1
+    config.train.eval_every = 2
+    config.train.patience = 0
+    config.eval.batch_size = 8
+    config.eval.beam_size = 2
+    config.eval.max_length = 8

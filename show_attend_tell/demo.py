@@ -58,7 +58,7 @@ def main() -> None:
     failures = caption_files(WORKDIR, [str(p) for p in images], WORKDIR / "captions")
     total = time.perf_counter() - start
     print(f"\nrun directory: {WORKDIR}/ (checkpoints/, metrics.jsonl, tensorboard/, eval/, "
-          f"captions/)\ntraining took {trained - start:.0f} s; demo took {total:.0f} s")
+          f"captions/)\ndataset + training took {trained - start:.0f} s; demo took {total:.0f} s")
     sys.exit(1 if failures else 0)
 
 

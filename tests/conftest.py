@@ -28,3 +28,13 @@ def mesh():
     from show_attend_tell.parallel import make_mesh
 
     return make_mesh()
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory):
+    """A TFDS data_dir holding shapes config 'tiny' (48 / 8 / 12 images), built once."""
+    from show_attend_tell.data.build import build_dataset
+
+    folder = tmp_path_factory.mktemp("tfds")
+    build_dataset("shapes", folder, "tiny", num_train=48, num_validation=8, num_test=12)
+    return folder

@@ -9,19 +9,16 @@ from PIL import Image
 from show_attend_tell.cli import main
 from show_attend_tell.compare import compare_runs
 from show_attend_tell.config_loading import config_from_args
-from show_attend_tell.data.build import build_dataset
 from show_attend_tell.train import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    data = tmp_path_factory.mktemp("tfds")
-    build_dataset("shapes", data, "eval", num_train=16, num_validation=8, num_test=12)
+def run_dir(tmp_path_factory, tiny_shapes):
     run = tmp_path_factory.mktemp("run")
     config = config_from_args("configs/shapes.py:smoke", [
-        f"data.data_dir={data}", "data.builder_config=eval", "train.eval_every=0"])
+        f"data.data_dir={tiny_shapes}", "data.builder_config=tiny", "train.eval_every=0"])
     train_and_evaluate(config, run)
     return run
 

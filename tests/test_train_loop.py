@@ -6,17 +6,9 @@ import pytest
 
 from configs.shapes import get_config
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints
-from show_attend_tell.data.build import build_dataset
 from show_attend_tell.train import TrainingDiverged, train_and_evaluate
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tfds")
-    build_dataset("shapes", folder, "tiny", num_train=48, num_validation=8, num_test=8)
-    return folder
 
 
 def tiny_config(data_dir, variant="smoke_hard", **train):
@@ -32,11 +24,11 @@ def tiny_config(data_dir, variant="smoke_hard", **train):
     return config
 
 
-def test_resumed_run_equals_uninterrupted_run_bitwise(data_dir, tmp_path):
-    straight = train_and_evaluate(tiny_config(data_dir, steps=6, checkpoint_every=3),
+def test_resumed_run_equals_uninterrupted_run_bitwise(tiny_shapes, tmp_path):
+    straight = train_and_evaluate(tiny_config(tiny_shapes, steps=6, checkpoint_every=3),
                                   tmp_path / "straight")
-    train_and_evaluate(tiny_config(data_dir, steps=3, checkpoint_every=3), tmp_path / "resumed")
-    resumed = train_and_evaluate(tiny_config(data_dir, steps=6, checkpoint_every=3),
+    train_and_evaluate(tiny_config(tiny_shapes, steps=3, checkpoint_every=3), tmp_path / "resumed")
+    resumed = train_and_evaluate(tiny_config(tiny_shapes, steps=6, checkpoint_every=3),
                                  tmp_path / "resumed")
     assert int(resumed.step) == int(straight.step) == 6
     for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
@@ -46,10 +38,10 @@ def test_resumed_run_equals_uninterrupted_run_bitwise(data_dir, tmp_path):
     assert logged == 6
 
 
-def test_changed_config_on_existing_workdir_is_an_error_and_changes_nothing(data_dir, tmp_path):
-    train_and_evaluate(tiny_config(data_dir, steps=1, checkpoint_every=1), tmp_path)
+def test_changed_config_on_existing_workdir_is_an_error_and_changes_nothing(tiny_shapes, tmp_path):
+    train_and_evaluate(tiny_config(tiny_shapes, steps=1, checkpoint_every=1), tmp_path)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    config = tiny_config(data_dir, steps=2)
+    config = tiny_config(tiny_shapes, steps=2)
     config.model.hidden_dim = 8
     config.train.learning_rate = 0.5
     with pytest.raises(CheckpointError, match=r"model.hidden_dim: 16 -> 8; train.learning_rate"):
@@ -57,8 +49,8 @@ def test_changed_config_on_existing_workdir_is_an_error_and_changes_nothing(data
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(data_dir, tmp_path):
-    config = tiny_config(data_dir, "smoke", steps=6, checkpoint_every=1, learning_rate=1e30,
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_shapes, tmp_path):
+    config = tiny_config(tiny_shapes, "smoke", steps=6, checkpoint_every=1, learning_rate=1e30,
                          grad_clip_norm=1e30, warmup_steps=0)
     with pytest.raises(TrainingDiverged, match="last good checkpoint"):
         train_and_evaluate(config, tmp_path)

@@ -44,6 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.train.batch_size = 64
     config.train.steps = 150_000
+    config.train.doubly_stochastic_weight = 1.0  # the paper's λ
     config.train.optimizer = "adam"
     config.train.learning_rate = 1e-3
     config.train.schedule = "constant"

@@ -60,7 +60,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.schedule = "cosine"  # constant | cosine
     config.train.warmup_steps = 100
     config.train.grad_clip_norm = 5.0
-    config.train.doubly_stochastic_weight = 1.0  # λ of eq. 14
+    # λ of eq. 14. 0 here: with L = 64 cells and ~10 words the penalty's floor is ~45 and it
+    # pushes attention to spread over background; λ = 0 beat 0.1 (val scene accuracy 50.5 vs
+    # 42.0 %, attention mass in box 38 vs 16 % after 1500 steps). The paper's λ = 1 is kept in
+    # configs/coco.py and flickr8k.py.
+    config.train.doubly_stochastic_weight = 0.0
     config.train.reinforce_weight = 1.0  # λ_r of eq. 12
     config.train.entropy_weight = 0.01  # λ_e of eq. 12
     config.train.baseline_decay = 0.9

@@ -218,7 +218,7 @@ class MetricLog:
             self.writer.close()
 
 
-def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, mesh):
+def restore_or_start(config, workdir: Path, checkpoints: Checkpoints):
     """The vocabulary, iterator position and state to start from: the latest checkpoint's
     when there is one (after checking the config matches), a fresh one otherwise."""
     from show_attend_tell.data import pipeline
@@ -250,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     mesh = parallel.make_mesh()
     parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, config.train.eval_metric)
-    vocab, iterator_state, start = restore_or_start(config, workdir, checkpoints, mesh)
+    vocab, iterator_state, start = restore_or_start(config, workdir, checkpoints)
 
     model = build_captioner(config.model, len(vocab))
     image_size = model.encoder.image_size

@@ -25,8 +25,8 @@ def test_smoke_variant_trains_two_steps(spec, tiny_shapes, tmp_path):
 
 
 def test_unimplemented_encoder_fails_clearly():
-    config = config_from_args("configs/coco.py:smoke", ["model.encoder.name=resnet50"])
+    config = config_from_args("configs/coco.py:smoke", ["model.encoder.name=resnet18"])
     from show_attend_tell.models.captioner import build_captioner
 
-    with pytest.raises(ValueError, match=r"'resnet50' is not a known encoder; expected one of"):
+    with pytest.raises(ValueError, match=r"'resnet18' is not a known encoder; expected one of"):
         build_captioner(config.model, 10)

@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: timing, the machine's matmul rate, JSON output."""
+"""Shared helpers of the benchmarks: timing, the machine's matmul rate, FLOP counts, JSON
+output."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import ClosedJaxpr, Jaxpr
 
 
 def median_seconds(fn, *, warmup: int = 2, repeats: int = 10) -> float:
@@ -35,6 +37,8 @@ def matmul_gflops(size: int = 2048) -> float:
 
 
 def compiled_flops(compiled) -> float:
+    """XLA's FLOP count of a compiled program. XLA counts a while loop's body once, not once
+    per iteration, so under ``scan`` this is far below the work done: see :func:`matmul_flops`."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, list):
         analysis = analysis[0]
@@ -49,3 +53,42 @@ def machine() -> dict:
 def emit(name: str, figures: dict) -> None:
     print(json.dumps({"bench": name, **figures, "machine": machine()}), flush=True)
     sys.stdout.flush()
+
+
+def _sub_jaxprs(value):
+    if isinstance(value, ClosedJaxpr):
+        yield value.jaxpr
+    elif isinstance(value, Jaxpr):
+        yield value
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _sub_jaxprs(item)
+
+
+def _jaxpr_matmul_flops(jaxpr) -> float:
+    total = 0.0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name in ("dot_general", "conv_general_dilated"):
+            out = eqn.outvars[0].aval
+        if name == "dot_general":
+            (contracting, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2.0 * np.prod(out.shape) * np.prod([lhs[d] for d in contracting])
+        elif name == "conv_general_dilated":
+            rhs = eqn.invars[1].aval.shape
+            spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, *spatial)
+            window = np.prod([rhs[d] for d in spec[1:]])
+            total += 2.0 * np.prod(out.shape) * window
+        repeats = eqn.params["length"] if name == "scan" else 1
+        for value in eqn.params.values():
+            for sub in _sub_jaxprs(value):
+                total += repeats * _jaxpr_matmul_flops(sub)
+    return total
+
+
+def matmul_flops(fn, *args) -> float:
+    """FLOPs of every matmul and convolution ``fn(*args)`` runs, counted on its jaxpr with
+    each ``scan`` body counted once per iteration (the usual MFU numerator; elementwise work
+    is left out). ``while`` loops are counted once, so use it on programs without them."""
+    return _jaxpr_matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr)

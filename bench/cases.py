@@ -1,0 +1,48 @@
+"""The benchmarked set-ups: the paper-scale decoder on precomputed annotations and the shapes
+config with its encoder, built exactly as ``sat train`` builds them."""
+
+import numpy as np
+
+from configs.shapes import get_config
+from show_attend_tell import parallel
+from show_attend_tell.models.captioner import build_captioner
+from show_attend_tell.train import compile_train_step, make_optimizer, sharded_state
+
+
+def paper_config(attention: str = "soft", length: int = 22):
+    """Paper scale: B 32, 14×14 = 196 annotations of D 2048, E = A = H = 512, V 10000, T 22,
+    dropout 0.5, Adam."""
+    config = get_config(attention)
+    config.model.encoder.name = "precomputed"
+    config.model.encoder.kwargs = {"num_annotations": 196, "annotation_dim": 2048}
+    config.model.embed_dim = config.model.attention_dim = config.model.hidden_dim = 512
+    config.model.dropout = 0.5
+    config.train.batch_size = 32
+    config.train.optimizer = "adam"
+    return config, {"vocab": 10_000, "annotations": (196, 2048), "length": length}
+
+
+def shapes_config(attention: str = "soft"):
+    return get_config(attention), {"vocab": 40, "image": (64, 64, 3), "length": 14}
+
+
+def fake_batch(config, sizes, rng):
+    """Random inputs and caption tokens ``[B, T+1]`` (no padding: every step counts)."""
+    batch = config.train.batch_size
+    if "image" in sizes:
+        inputs = rng.integers(0, 256, (batch, *sizes["image"]), dtype=np.uint8)
+    else:
+        inputs = rng.normal(size=(batch, *sizes["annotations"])).astype(np.float32)
+    tokens = rng.integers(3, sizes["vocab"], (batch, sizes["length"] + 1)).astype(np.int32)
+    return {"image": inputs, "tokens": tokens}
+
+
+def build(config, sizes):
+    """(mesh, model, initial state, jitted train step, one device batch)."""
+    mesh = parallel.make_mesh()
+    model = build_captioner(config.model, sizes["vocab"])
+    tx = make_optimizer(config.train)
+    state, shardings = sharded_state(model, tx, config.seed, mesh)
+    step = compile_train_step(model, tx, config.train, mesh, shardings)
+    batch = parallel.global_batch(mesh, fake_batch(config, sizes, np.random.default_rng(0)))
+    return mesh, model, state, step, batch

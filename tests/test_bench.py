@@ -1,0 +1,42 @@
+"""The benchmarks' FLOP counter and summary (the timed runs themselves live in bench/, not here)."""
+
+import jax
+import jax.numpy as jnp
+
+from bench.common import compiled_flops, matmul_flops
+from bench.run_all import summary
+
+
+def scanned_matmuls(w, x):
+    return jax.lax.scan(lambda c, _: (jnp.tanh(c @ w), None), x, None, length=10)[0].sum()
+
+
+def test_matmul_flops_counts_every_scan_iteration_and_xla_does_not():
+    w, x = jnp.ones((64, 64)), jnp.ones((8, 64))
+    step = 2 * 8 * 64 * 64
+    assert matmul_flops(scanned_matmuls, w, x) == 10 * step
+    # Backward: per iteration one matmul for dc and one for dw, besides the forward one.
+    grad = jax.jit(jax.grad(scanned_matmuls))
+    assert matmul_flops(grad, w, x) == 30 * step
+    assert compiled_flops(grad.lower(w, x).compile()) < 10 * step
+
+
+def test_matmul_flops_counts_convolutions():
+    x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 16))
+    conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert matmul_flops(conv, x, kernel) == 2 * (2 * 8 * 8 * 16) * (3 * 3 * 3)
+
+
+def test_summary_names_each_target():
+    results = [
+        {"bench": "train_step", "case": "paper_soft", "mfu": 0.5, "achieved_gflops": 50,
+         "matmul_gflops": 100},
+        {"bench": "decode", "beam_size": 3, "images_per_second": 40.0},
+        {"bench": "compile", "caption_length": 16, "total_seconds": 9.0},
+        {"bench": "input_pipeline", "pipeline_overhead": 0.01},
+        {"bench": "memory", "peak_rss_mib": 2048.0},
+    ]
+    text = "\n".join(summary(results))
+    for figure in ("MFU 50%", "40.0 images/s", "[9.0] s", "+1.0%", "2048 MiB"):
+        assert figure in text

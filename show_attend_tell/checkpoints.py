@@ -3,10 +3,13 @@
 Each step directory holds two items: ``state`` (params, optimizer state, step, RNG, the
 hard-attention baseline; array tree) and ``meta`` (JSON: format version, config, vocabulary,
 data-iterator position, validation metrics). Orbax writes a step to a temporary directory
-and renames it when complete, so a process killed mid-save leaves nothing that is restored.
-Kept: the last ``keep`` steps plus the best one by the validation metric.
+and renames it when complete, so a process killed mid-save leaves nothing that is restored;
+steps to drop are renamed into ``.deleted/`` before they are removed, so a kill mid-delete
+leaves no half-deleted step either. Leftovers of both are removed when training reopens the
+folder. Kept: the last ``keep`` steps plus the best one by the validation metric.
 """
 
+import shutil
 from pathlib import Path
 
 import jax
@@ -15,6 +18,9 @@ from flax.serialization import to_state_dict
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 FORMAT = "show_attend_tell/1"
+# Orbax removes a dropped step with rmtree, which a kill can interrupt, leaving a step that
+# still looks committed; renaming it here first (atomic) hides it from every later listing.
+TRASH = ".deleted"
 
 
 class CheckpointError(RuntimeError):
@@ -48,11 +54,19 @@ class Checkpoints:
                 # Saves are rare and small here; a synchronous save makes "the checkpoint is
                 # on disk" true when save() returns, which the signal handler relies on.
                 enable_async_checkpointing=False,
+                todelete_subdir=None if read_only else TRASH,
+                cleanup_tmp_directories=not read_only,
             ),
             # Handlers given up front let a fresh (e.g. read-only) manager read item metadata.
             item_handlers={"state": ocp.StandardCheckpointHandler(),
                            "meta": ocp.JsonCheckpointHandler()},
         )
+        if not read_only:
+            self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        if jax.process_index() == 0:
+            shutil.rmtree(self.directory / TRASH, ignore_errors=True)
 
     def steps(self) -> list[int]:
         return list(self.manager.all_steps())
@@ -97,6 +111,7 @@ class Checkpoints:
             force=True,
         )
         self.manager.wait_until_finished()
+        self._empty_trash()
 
     def restore_meta(self, step: int) -> dict:
         meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
@@ -120,9 +135,15 @@ class Checkpoints:
                 + "; ".join(mismatches[:5])
                 + (f" (+{len(mismatches) - 5} more)" if len(mismatches) > 5 else "")
             )
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
-        )
+        try:
+            restored = self.manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+            )
+        except ValueError as error:  # orbax: the trees differ beyond params (e.g. optimizer)
+            raise CheckpointError(
+                f"{self.directory / str(step)}: checkpoint does not fit the training state: "
+                + " ".join(str(error).split())[:400]
+            ) from error
         return restored["state"]
 
     def close(self) -> None:

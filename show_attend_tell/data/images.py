@@ -5,6 +5,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+# What Pillow raises for bytes it cannot decode; DecompressionBombError means more than
+# 2 x Image.MAX_IMAGE_PIXELS (179 million) pixels.
+DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError)
+
+
+def unreadable(path, error: Exception) -> ValueError:
+    """The one-line error for an image file Pillow cannot decode."""
+    return ValueError(f"{path}: not a readable image, expected a JPEG, PNG or other file "
+                      f"Pillow decodes ({error})")
+
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Grayscale, palette, RGBA (over white), CMYK and 16-bit images -> 8-bit RGB."""
@@ -29,8 +39,11 @@ def load_image_rgb(path, size: int) -> np.ndarray:
         raise ValueError(f"{path}: empty file, expected a JPEG or PNG image")
     try:
         with Image.open(path) as image:
+            # A JPEG decodes at 1/2..1/8 scale when that still covers ``size``: a 50-megapixel
+            # photo then costs about what a small one does. Other formats ignore this.
+            image.draft(image.mode, (size, size))
             image.load()
             rgb = to_rgb(image)
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from error
+    except DECODE_ERRORS as error:
+        raise unreadable(path, error) from error
     return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from show_attend_tell.data.images import to_rgb
+from show_attend_tell.data.images import DECODE_ERRORS, to_rgb, unreadable
 from show_attend_tell.data.karpathy.annotations import ImageEntry, read_annotations
 
 log = logging.getLogger(__name__)
@@ -120,5 +120,5 @@ def rgb_jpeg(path: Path) -> bytes:
             buffer = io.BytesIO()
             to_rgb(image).save(buffer, format="JPEG", quality=95)
             return buffer.getvalue()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from error
+    except DECODE_ERRORS as error:
+        raise unreadable(path, error) from error

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import ml_collections
+from ml_collections.config_dict import RequiredValueError
 
 
 class ConfigError(ValueError):
@@ -30,7 +31,11 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
         sys.path.insert(0, root)
     module_spec = importlib.util.spec_from_file_location(f"sat_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise ConfigError(f"config file {path!r} line {error.lineno}: {error.msg} (expected "
+                          "Python defining get_config(arg))") from error
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path!r} has no get_config(arg) function")
     config = module.get_config(arg or None)
@@ -39,31 +44,37 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
     return config
 
 
-def _parse_value(text: str, current, key: str):
-    """``text`` converted to the type of the key's current value."""
-    if isinstance(current, bool):
+def _declared_type(node: ml_collections.ConfigDict, leaf: str) -> type:
+    """The type ``node.leaf`` accepts: its value's, or for a ``placeholder`` /
+    ``required_placeholder`` (value None) the type it was declared with."""
+    field = node._fields[leaf]  # private, but reading a placeholder's value loses its type
+    if isinstance(field, ml_collections.FieldReference):
+        return field.get_type()
+    return type(field)
+
+
+def _parse_value(text: str, kind: type, key: str):
+    """``text`` converted to ``kind``, the key's declared type."""
+    if kind is bool:
         lowered = text.strip().lower()
         if lowered in ("true", "1", "yes"):
             return True
         if lowered in ("false", "0", "no"):
             return False
         raise ConfigError(f"--config.{key}={text!r}: expected a boolean (true/false)")
-    if isinstance(current, str) or current is None:
+    if kind in (str, type(None)):
         return text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError) as error:
-        raise ConfigError(
-            f"--config.{key}={text!r}: expected a {type(current).__name__} literal"
-        ) from error
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        raise ConfigError(f"--config.{key}={text!r}: expected a {kind.__name__} literal") from error
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if isinstance(current, tuple) and isinstance(value, list):
+    if kind is tuple and isinstance(value, list):
         value = tuple(value)
-    if not isinstance(value, type(current)):
+    if not isinstance(value, kind):
         raise ConfigError(
-            f"--config.{key}={text!r}: expected a {type(current).__name__}, "
-            f"got a {type(value).__name__}"
+            f"--config.{key}={text!r}: expected a {kind.__name__}, got a {type(value).__name__}"
         )
     return value
 
@@ -84,16 +95,35 @@ def apply_override(config: ml_collections.ConfigDict, assignment: str) -> None:
         node = node[part]
     if leaf not in node:
         raise ConfigError(f"--config.{key}: unknown key; known keys here: {sorted(node.keys())}")
-    if isinstance(node[leaf], ml_collections.ConfigDict):
+    kind = _declared_type(node, leaf)
+    if issubclass(kind, ml_collections.ConfigDict):
         raise ConfigError(f"--config.{key}: is a group of keys, set one of {sorted(node[leaf])}")
     with node.unlocked():
-        node[leaf] = _parse_value(text, node[leaf], key)
+        node[leaf] = _parse_value(text, kind, key)
+
+
+def missing_required(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Keys declared with ``required_placeholder`` that still have no value."""
+    missing = []
+    for key in config:
+        try:
+            value = config[key]
+        except RequiredValueError:
+            missing.append(f"{prefix}{key}")
+            continue
+        if isinstance(value, ml_collections.ConfigDict):
+            missing += missing_required(value, f"{prefix}{key}.")
+    return missing
 
 
 def config_from_args(spec: str, overrides: list[str]) -> ml_collections.ConfigDict:
     config = load_config(spec)
     for assignment in overrides:
         apply_override(config, assignment)
+    missing = missing_required(config)
+    if missing:
+        raise ConfigError(f"{spec}: no value for required key(s) {', '.join(missing)}; "
+                          f"expected e.g. --config.{missing[0]}=<value>")
     return config
 
 

@@ -19,7 +19,7 @@ def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
             if "=" not in body:
                 value = next(items, None)
                 if value is None:
-                    raise SystemExit(f"sat: {item} needs a value")
+                    build_parser().error(f"{item} needs a value: --config.<key>=<value>")
                 body = f"{body}={value}"
             overrides.append(body)
         else:

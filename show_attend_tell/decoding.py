@@ -6,8 +6,8 @@ dimension, H LSTM hidden size, V vocabulary size.
 Both searches are one ``jax.jit`` program with fixed shapes: a ``lax.while_loop`` over a
 ``flax.struct.dataclass`` state, for a whole (possibly sharded) batch of images. The
 annotations and their attention projection ``W_a a`` (eq. 4) are computed once per image by
-``Captioner.encode``/``Captioner.prepare`` and copied over the K beams once; each step runs
-eq. 1–7 on ``B·K`` rows.
+``Captioner.encode``/``Captioner.prepare`` and shared by an image's K beams, never copied;
+each step runs eq. 1–7 on ``B·K`` rows.
 
 Conventions of the result (:class:`DecodeResult`):
   * ``max_length`` counts emitted tokens, ``<end>`` included; a caption that has not emitted
@@ -166,8 +166,9 @@ def _beam(model, variables, cache: DecodeCache, beam_size: int, max_length: int,
     """
     batch, num_locations = cache.annotations.shape[:2]
     k = beam_size
-    # Copy the per-image cache over the beams once: rows b·K .. b·K + K-1 belong to image b.
-    cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache)
+    # Rows b·K .. b·K + K-1 are image b's hypotheses: only the LSTM state is per row; the
+    # attention reads each image's annotations once for its K rows.
+    cache = cache._replace(carry=jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), cache.carry))
     max_penalty = length_penalty(max_length, length_normalization)
 
     def body(state: BeamState) -> BeamState:

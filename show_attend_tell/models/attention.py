@@ -1,7 +1,8 @@
 """Attention over annotations (paper §3.1.2, §4.1, §4.2).
 
 Shape letters: B batch, L annotations, D annotation dimension, H LSTM hidden size,
-A attention dimension.
+A attention dimension, N = B·K decoder rows: K ≥ 1 rows per image (beam hypotheses), rows
+b·K .. b·K + K-1 reading image b, so search never copies an image's annotations K times.
 """
 
 import flax.linen as nn
@@ -39,10 +40,12 @@ class AdditiveAttention(nn.Module):
         return self.annotation_projection(annotations)
 
     def __call__(self, projected: jnp.ndarray, hidden: jnp.ndarray) -> jnp.ndarray:
-        """Eq. 4–5: projected ``[B, L, A]``, h_{t-1} ``[B, H]`` -> α_t ``[B, L]`` (float32)."""
-        pre = projected + self.hidden_projection(hidden)[:, None, :]
+        """Eq. 4–5: projected ``[B, L, A]``, h_{t-1} ``[N, H]`` -> α_t ``[N, L]`` (float32)."""
+        batch, locations, width = projected.shape
+        query = self.hidden_projection(hidden).reshape(batch, -1, 1, width)
+        pre = projected[:, None] + query  # [B, K, L, A]
         scores = self.score(ACTIVATIONS[self.activation](pre))[..., 0]
-        return jax.nn.softmax(scores.astype(jnp.float32), axis=-1)
+        return jax.nn.softmax(scores.astype(jnp.float32), axis=-1).reshape(-1, locations)
 
 
 class ContextGate(nn.Module):
@@ -67,8 +70,10 @@ class ContextGate(nn.Module):
 
 
 def expected_context(alpha: jnp.ndarray, annotations: jnp.ndarray) -> jnp.ndarray:
-    """Eq. 13 (soft) / eq. 8's expectation: ``Σ_i α_ti a_i``; α ``[B, L]``, a ``[B, L, D]`` -> ``[B, D]``."""
-    return jnp.einsum("bl,bld->bd", alpha.astype(annotations.dtype), annotations)
+    """Eq. 13 (soft) / eq. 8's expectation: ``Σ_i α_ti a_i``; α ``[N, L]``, a ``[B, L, D]`` -> ``[N, D]``."""
+    batch, locations, _ = annotations.shape
+    alpha = alpha.astype(annotations.dtype).reshape(batch, -1, locations)
+    return jnp.einsum("bkl,bld->bkd", alpha, annotations).reshape(-1, annotations.shape[-1])
 
 
 def sample_locations(key: jax.Array, alpha: jnp.ndarray) -> jnp.ndarray:
@@ -79,8 +84,9 @@ def sample_locations(key: jax.Array, alpha: jnp.ndarray) -> jnp.ndarray:
 
 
 def hard_context(annotations: jnp.ndarray, locations: jnp.ndarray) -> jnp.ndarray:
-    """Eq. 8–9: ``z_t = a_{s_t}``; a ``[B, L, D]``, s ``[B]`` -> ``[B, D]``."""
-    return jnp.take_along_axis(annotations, locations[:, None, None], axis=1)[:, 0, :]
+    """Eq. 8–9: ``z_t = a_{s_t}``; a ``[B, L, D]``, s ``[N]`` -> ``[N, D]``."""
+    index = locations.reshape(annotations.shape[0], -1, 1)
+    return jnp.take_along_axis(annotations, index, axis=1).reshape(-1, annotations.shape[-1])
 
 
 def attention_entropy(alpha: jnp.ndarray) -> jnp.ndarray:

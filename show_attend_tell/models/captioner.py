@@ -58,7 +58,9 @@ class Captioner(nn.Module):
 
     def step(self, cache: DecodeCache, carry, prev_tokens, use_expected=None, key=None,
              train: bool = False):
-        """One decoding step (eq. 1–7) for search; prev_tokens ``[B]`` -> (carry, StepOutput)."""
+        """One decoding step (eq. 1–7) for search on N = B·K rows, K ≥ 1 per image of the cache
+        (rows b·K .. b·K + K-1 read image b): carry ``[N, H]`` each, prev_tokens ``[N]`` ->
+        (carry, StepOutput)."""
         if use_expected is None:
             use_expected = jnp.ones(prev_tokens.shape[0], bool)
         return self.step_module(

@@ -3,10 +3,14 @@
 Shape letters: B batch, T caption steps, L annotations, D annotation dimension, A attention
 dimension, E embedding dimension, H LSTM hidden size, V vocabulary size.
 
-The same :class:`DecoderStep` serves teacher forcing (under ``nn.scan``) and search (one call
-per step), so every equation exists once. Randomness is explicit: each step takes its own
-PRNG key (or ``None`` for a deterministic step), which makes the scan and a Python loop over
-the step bit-for-bit comparable and lets a resumed run draw exactly the same numbers.
+The same :class:`DecoderStep` serves teacher forcing (:func:`scan_decoder`) and search (one
+call per step), so every equation exists once. Only the recurrence (attention, gate, LSTM:
+:meth:`DecoderStep.recur`) runs under the scan; whatever does not feed the next step — the
+embedding's share of the LSTM gates and the whole deep output with its ``[E, V]`` projection —
+runs once on all T steps as large matmuls, which is where the train step's FLOPs go.
+Randomness is explicit: each step takes its own PRNG key (or ``None`` for a deterministic
+step), which makes the scan and a Python loop over the step bit-for-bit comparable and lets a
+resumed run draw exactly the same numbers.
 """
 
 from typing import NamedTuple
@@ -39,11 +43,41 @@ class StepOutput(NamedTuple):
     context: jnp.ndarray  # [B, D] z_t before the gate (a_{s_t} or Σ α a)
 
 
+class Recurrence(NamedTuple):
+    """What :meth:`DecoderStep.recur` emits: the deep output's inputs and the attention."""
+
+    hidden: jnp.ndarray  # [B, H] h_t
+    gated: jnp.ndarray  # [B, D] ẑ_t = β_t z_t
+    alpha: jnp.ndarray
+    beta: jnp.ndarray
+    location: jnp.ndarray
+    location_log_prob: jnp.ndarray
+    entropy: jnp.ndarray
+    context: jnp.ndarray
+
+
+def split_step_key(key):
+    """A step's key -> (sampling key, dropout key); None -> (None, None)."""
+    if key is None:
+        return None, None
+    sample_key, dropout_key = jax.random.split(key)
+    return sample_key, dropout_key
+
+
+def dropout(x: jnp.ndarray, rate: float, key) -> jnp.ndarray:
+    """Inverted dropout of x ``[B, F]`` (one step, one key) or ``[T, B, F]`` (keys ``[T]``, each
+    step masked as its own call would be)."""
+    if x.ndim == 3:
+        return jax.vmap(dropout, in_axes=(0, None, 0))(x, rate, key)
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
 class DecoderStep(nn.Module):
     """One step of eq. 1–3, 4–6 and 7 (deep output).
 
-    Attention and the gate read h_{t-1}; the LSTM reads ``[E y_{t-1}; z_t]``; the output is
-    ``p(y_t) ∝ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t))``.
+    Attention and the gate read h_{t-1}; the LSTM reads ``[E y_{t-1}; h_{t-1}; ẑ_t]``; the
+    output is ``p(y_t) ∝ exp(L_o(E y_{t-1} + L_h h_t + L_z ẑ_t))``.
     """
 
     vocab_size: int
@@ -71,8 +105,13 @@ class DecoderStep(nn.Module):
         self.context_gate = ContextGate(self.gate, dtype=self.dtype)
         self.init_hidden = nn.Dense(self.hidden_dim, dtype=self.dtype)
         self.init_cell = nn.Dense(self.hidden_dim, dtype=self.dtype)
-        self.lstm = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype)
-        self.dropout = nn.Dropout(self.dropout_rate)
+        # Eq. 1's affine map T split by input, each Dense giving all four gates in one matmul:
+        # the E y_{t-1} share is known before decoding, so teacher forcing computes it for all
+        # steps at once.
+        gates = 4 * self.hidden_dim
+        self.lstm_embedded = nn.Dense(gates, use_bias=False, dtype=self.dtype)
+        self.lstm_hidden = nn.Dense(gates, dtype=self.dtype)
+        self.lstm_context = nn.Dense(gates, use_bias=False, dtype=self.dtype)
         if self.deep_output:
             self.hidden_to_output = nn.Dense(self.embed_dim, dtype=self.dtype)
             self.context_to_output = nn.Dense(self.embed_dim, dtype=self.dtype)
@@ -90,37 +129,24 @@ class DecoderStep(nn.Module):
         """``W_a a_i`` (eq. 4), once per image: ``[B, L, D]`` -> ``[B, L, A]``."""
         return self.attention.project_annotations(annotations)
 
-    def deep_output_logits(self, embedded, hidden, context, key, train):
-        """Eq. 7: ``L_o(E y_{t-1} + L_h h_t + L_z z_t)`` -> logits ``[B, V]`` (float32)."""
-        keys = (None, None) if key is None else tuple(jax.random.split(key))
-        hidden = self.dropout(hidden, deterministic=not train, rng=keys[0])
-        if not self.deep_output:
-            return self.output(hidden).astype(jnp.float32)
-        pre = embedded + self.hidden_to_output(hidden) + self.context_to_output(context)
-        if self.deep_output_tanh:
-            pre = jnp.tanh(pre)
-        pre = self.dropout(pre, deterministic=not train, rng=keys[1])
-        return self.output(pre).astype(jnp.float32)
+    def embed_inputs(self, prev_tokens: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """y_{t-1} ``[...]`` -> (E y_{t-1} ``[..., E]``, its share of eq. 1's gates ``[..., 4H]``)."""
+        embedded = self.embed(prev_tokens)
+        return embedded, self.lstm_embedded(embedded)
 
-    def __call__(self, carry, prev_tokens, annotations, projected, use_expected, key, train):
-        """One decoding step.
+    def recur(self, carry, embedded_gates, annotations, projected, use_expected, sample_key):
+        """Eq. 4–6 (attention, gate) and eq. 1–3 (LSTM): everything the next step depends on.
 
-        Args:
-          carry: LSTM state (c, h), each ``[B, H]``.
-          prev_tokens: y_{t-1} ``[B]`` int32.
-          annotations: a ``[B, L, D]``; projected: ``W_a a`` ``[B, L, A]``.
-          use_expected: ``[B]`` bool; hard mode uses the expected context (eq. 13) where True.
-          key: PRNG key for this step's dropout and sampling, or None (deterministic).
-          train: dropout on/off.
-        Returns:
-          (new carry, :class:`StepOutput`).
+        carry (c, h) ``[N, H]`` each (N = B·K, see ``__call__``); embedded_gates ``[N, 4H]``
+        from :meth:`embed_inputs`; a ``[B, L, D]``; ``W_a a`` ``[B, L, A]``; use_expected
+        ``[N]`` bool; sample_key draws
+        s_t in hard mode (None: expected context) -> (new carry, :class:`Recurrence`).
         """
-        _, hidden = carry
+        cell, hidden = carry
         alpha = self.attention(projected, hidden)
         expected = expected_context(alpha, annotations)
         greedy_location = jnp.argmax(alpha, axis=-1).astype(jnp.int32)
-        if self.attention_mode == "hard" and key is not None:
-            key, sample_key = jax.random.split(key)
+        if self.attention_mode == "hard" and sample_key is not None:
             sampled = sample_locations(sample_key, alpha)
             location = jnp.where(use_expected, greedy_location, sampled)
             context = jnp.where(
@@ -130,14 +156,16 @@ class DecoderStep(nn.Module):
             location, context = greedy_location, expected
         beta = self.context_gate(hidden, annotations.shape[-1])
         gated = (beta.astype(context.dtype) * context).astype(self.dtype)
-        embedded = self.embed(prev_tokens)
-        carry, new_hidden = self.lstm(carry, jnp.concatenate([embedded, gated], axis=-1))
-        logits = self.deep_output_logits(embedded, new_hidden, gated, key, train)
+        gates = embedded_gates + self.lstm_hidden(hidden) + self.lstm_context(gated)
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        cell = nn.sigmoid(f) * cell + nn.sigmoid(i) * jnp.tanh(g)
+        new_hidden = nn.sigmoid(o) * jnp.tanh(cell)
         location_log_prob = jnp.log(
             jnp.maximum(jnp.take_along_axis(alpha, location[:, None], axis=1)[:, 0], 1e-30)
         )
-        return carry, StepOutput(
-            logits=logits,
+        return (cell, new_hidden), Recurrence(
+            hidden=new_hidden,
+            gated=gated,
             alpha=alpha,
             beta=beta.mean(axis=-1),
             location=location,
@@ -146,19 +174,76 @@ class DecoderStep(nn.Module):
             context=context,
         )
 
+    def deep_output_logits(self, embedded, hidden, gated, dropout_key, train):
+        """Eq. 7: ``L_o(E y_{t-1} + L_h h_t + L_z ẑ_t)`` -> logits ``[..., V]`` (float32).
+
+        Inputs ``[B, ·]`` for one step (one key) or ``[T, B, ·]`` for all steps (keys ``[T]``).
+        """
+        if train and self.dropout_rate > 0:
+            keys = jax.vmap(jax.random.split)(dropout_key.reshape(-1))
+            keys = keys.reshape(dropout_key.shape + (2,))
+            hidden = dropout(hidden, self.dropout_rate, keys[..., 0])
+        else:
+            keys = None
+        if not self.deep_output:
+            return self.output(hidden).astype(jnp.float32)
+        pre = embedded + self.hidden_to_output(hidden) + self.context_to_output(gated)
+        if self.deep_output_tanh:
+            pre = jnp.tanh(pre)
+        if keys is not None:
+            pre = dropout(pre, self.dropout_rate, keys[..., 1])
+        return self.output(pre).astype(jnp.float32)
+
+    def __call__(self, carry, prev_tokens, annotations, projected, use_expected, key, train):
+        """One decoding step.
+
+        Args:
+          carry: LSTM state (c, h), each ``[N, H]``: N = B·K rows, K ≥ 1 per image (beam
+            search), rows b·K .. b·K + K-1 reading image b.
+          prev_tokens: y_{t-1} ``[N]`` int32.
+          annotations: a ``[B, L, D]``; projected: ``W_a a`` ``[B, L, A]``.
+          use_expected: ``[N]`` bool; hard mode uses the expected context (eq. 13) where True.
+          key: PRNG key for this step's dropout and sampling, or None (deterministic).
+          train: dropout on/off.
+        Returns:
+          (new carry, :class:`StepOutput`).
+        """
+        sample_key, dropout_key = split_step_key(key)
+        embedded, embedded_gates = self.embed_inputs(prev_tokens)
+        carry, rec = self.recur(carry, embedded_gates, annotations, projected, use_expected,
+                                sample_key)
+        logits = self.deep_output_logits(embedded, rec.hidden, rec.gated, dropout_key, train)
+        return carry, step_output(logits, rec)
+
+
+def step_output(logits, rec: Recurrence) -> StepOutput:
+    return StepOutput(logits=logits, alpha=rec.alpha, beta=rec.beta, location=rec.location,
+                      location_log_prob=rec.location_log_prob, entropy=rec.entropy,
+                      context=rec.context)
+
 
 def scan_decoder(step: DecoderStep, carry, tokens, annotations, projected, use_expected,
                  keys, train):
-    """Teacher-forced decoding: ``step`` scanned over time (params shared across steps).
+    """Teacher-forced decoding: ``step.recur`` scanned over time (params shared across steps),
+    the rest of the step on all T steps at once; equal to calling ``step`` T times.
 
-    tokens ``[B, T]`` (y_{t-1} for t = 1..T), keys ``[T, 2]`` or None -> :class:`StepOutput`
+    tokens ``[B, T]`` (y_{t-1} for t = 1..T), keys ``[T]`` or None -> :class:`StepOutput`
     with a time axis after the batch axis (logits ``[B, T, V]``, alpha ``[B, T, L]``, ...).
     """
+    if keys is None:
+        sample_keys = dropout_keys = None
+    else:
+        sample_keys, dropout_keys = jax.vmap(split_step_key)(keys)
+    embedded, embedded_gates = step.embed_inputs(tokens.T)
 
     def body(module, carry, inputs, annotations, projected, use_expected):
-        token, key = inputs
-        return module(carry, token, annotations, projected, use_expected, key, train)
+        gates, key = inputs
+        return module.recur(carry, gates, annotations, projected, use_expected, key)
 
+    # Under the scan, autodiff would store act(W_a a + W_h h) ``[B, L, A]`` for every step (a
+    # [T, B, L, A] buffer, the largest of the step); saving only matmul outputs and recomputing
+    # the elementwise work in the backward pass is cheaper.
+    body = nn.remat(body, policy=jax.checkpoint_policies.dots_saveable, prevent_cse=False)
     scanned = nn.scan(
         body,
         variable_broadcast="params",
@@ -166,5 +251,8 @@ def scan_decoder(step: DecoderStep, carry, tokens, annotations, projected, use_e
         in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
         out_axes=0,
     )
-    carry, outputs = scanned(step, carry, (tokens.T, keys), annotations, projected, use_expected)
+    carry, rec = scanned(step, carry, (embedded_gates, sample_keys), annotations, projected,
+                         use_expected)
+    logits = step.deep_output_logits(embedded, rec.hidden, rec.gated, dropout_keys, train)
+    outputs = step_output(logits, rec)
     return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outputs)

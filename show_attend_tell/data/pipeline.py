@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from show_attend_tell.data import build
+from show_attend_tell.data import build, feature_cache
 from show_attend_tell.data.vocab import END, PAD, START, Vocabulary, tokenize
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,21 @@ def to_example(name: str, features: dict) -> dict:
 def open_split(data: ml_collections.ConfigDict, split: str, process_index: int,
                process_count: int) -> tf.data.Dataset:
     """This process's disjoint shard of ``split`` in file order, images still encoded."""
-    builder = build.open_builder(data.name, data.data_dir, data.builder_config)
+    builder = open_builder(data, split)
     shard = tfds.split_for_jax_process(split, process_index=process_index,
                                        process_count=process_count)
     dataset = builder.as_dataset(split=shard, shuffle_files=False,
                                  decoders={"image": tfds.decode.SkipDecoding()})
     return dataset.map(lambda features: to_example(data.name, features),
                        num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def open_builder(data: ml_collections.ConfigDict, split: str) -> tfds.core.DatasetBuilder:
+    """The built dataset, or with ``data.feature_cache`` the cached annotations of ``split``
+    (same features and order, ``image`` holding float16 annotations ``[L, D]``)."""
+    if feature_cache.enabled(data):
+        return feature_cache.open_split_builder(data.feature_cache, split.partition("[")[0])
+    return build.open_builder(data.name, data.data_dir, data.builder_config)
 
 
 def _process(process_index: int | None, process_count: int | None) -> tuple[int, int]:
@@ -156,7 +164,7 @@ class TrainIterator:
                                             (tf.int32, tf.int32), stateful=False)
         tokens.set_shape([None, self.data.max_caption_length + 2])
         lengths.set_shape([None])
-        images = tf.repeat(example["image"][None], tf.shape(lengths)[0])
+        images = tf.repeat(example["image"][None], tf.shape(lengths)[0], axis=0)
         return tf.data.Dataset.from_tensor_slices({"image": images, "tokens": tokens,
                                                    "length": lengths})
 
@@ -182,6 +190,8 @@ class TrainIterator:
                                         window_size=self.batch_size).skip(skip)
 
         def decode(batch):
+            if feature_cache.enabled(self.data):  # annotations need no decoding
+                return batch
             images = tf.map_fn(lambda encoded: decode_image(encoded, self.image_size),
                                batch["image"],
                                fn_output_signature=tf.TensorSpec(
@@ -299,22 +309,27 @@ def eval_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, split: st
     del vocab
     data = config.data
     index, count = _process(process_index, process_count)
-    builder = build.open_builder(data.name, data.data_dir, data.builder_config)
+    builder = open_builder(data, split)
     total = builder.info.splits[split].num_examples
     if num_images:
         total = min(total, num_images)
         split = f"{split}[:{total}]"
     per_process = -(-total // count)  # ceil: the largest shard sets the step count
     steps = -(-per_process // batch_size)
-    shard = open_split(data, split, index, count).map(
-        lambda example: {**example, "image": decode_image(example["image"], image_size)},
-        num_parallel_calls=tf.data.AUTOTUNE).prefetch(batch_size)
+    shard = open_split(data, split, index, count)
+    image_shape = shard.element_spec["image"].shape  # annotations [L, D] in a feature cache
+    if not feature_cache.enabled(data):
+        shard = shard.map(
+            lambda example: {**example, "image": decode_image(example["image"], image_size)},
+            num_parallel_calls=tf.data.AUTOTUNE)
+        image_shape = (image_size, image_size, 3)
+    shard = shard.prefetch(batch_size)
     examples = shard.as_numpy_iterator()
     has_objects = "objects" in builder.info.features
     for _ in range(steps):
         rows = [example for _, example in zip(range(batch_size), examples, strict=False)]
         batch = {
-            "image": np.zeros((batch_size, image_size, image_size, 3), np.uint8),
+            "image": np.zeros((batch_size, *image_shape), shard.element_spec["image"].dtype.as_numpy_dtype),
             "example_mask": np.zeros(batch_size, bool),
             "image_id": np.full(batch_size, -1, np.int64),
             "references": [[] for _ in range(batch_size)],

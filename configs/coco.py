@@ -9,8 +9,11 @@ Paper, Table 1 (COCO, test): soft BLEU-1/2/3/4 70.7/49.2/34.4/24.3, METEOR 23.90
 hard 71.8/50.4/35.7/25.0, METEOR 23.04 — with the paper's own BLEU script; expect a few
 points of difference with pycocoevalcap and a different VGG checkpoint.
 Settings: VGG-19 conv5_4 annotations 14×14×512 (frozen, ImageNet weights from
-`config.model.encoder.kwargs.weights`), vocabulary 10000, batch 64 with length buckets,
-dropout 0.5, Adam, early stopping on validation BLEU-4. Variants: soft, hard, smoke.
+`config.model.encoder.weights`, see README "Pretrained encoders"), vocabulary 10000, batch 64
+with length buckets, dropout 0.5, Adam, early stopping on validation BLEU-4. Fine-tune with
+`--config.model.encoder.kwargs.trainable=true` (own rate `model.encoder.learning_rate`);
+train on precomputed annotations with `--config.data.feature_cache=DIR`
+(`sat data cache-features`). Variants: soft, hard, smoke, smoke_hard.
 """
 
 import ml_collections
@@ -33,10 +36,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.vocab_min_count = 5
     config.data.vocab_max_size = 10_000
     config.data.num_val_images = 5000
+    config.data.feature_cache = ""  # folder of `sat data cache-features`; "" = encode images
 
-    config.model.encoder = ml_collections.ConfigDict(
-        {"name": "vgg19", "kwargs": ml_collections.ConfigDict({"trainable": False})}
-    )
+    config.model.encoder = ml_collections.ConfigDict({
+        "name": "vgg19",  # or resnet50/101/152, efficientnet_lite0
+        "weights": "",  # .npz from `sat weights import`; "" = random (tests only)
+        "learning_rate": 1e-4,  # peak rate of a fine-tuned encoder
+        "kwargs": ml_collections.ConfigDict({"trainable": False}),  # frozen, as in the paper
+    })
     config.model.embed_dim = 512
     config.model.hidden_dim = 1800  # the Theano code's COCO setting
     config.model.attention_dim = 512

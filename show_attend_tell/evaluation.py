@@ -17,6 +17,7 @@ from jax.experimental import multihost_utils
 from show_attend_tell import parallel
 from show_attend_tell.checkpoints import Checkpoints
 from show_attend_tell.config_loading import config_from_dict
+from show_attend_tell.data import feature_cache
 from show_attend_tell.models.captioner import build_captioner
 
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
@@ -112,8 +113,9 @@ def load_for_inference(workdir, checkpoint="latest"):
     meta = checkpoints.restore_meta(step)
     config = config_from_dict(meta["config"])
     vocab = Vocabulary.from_dict(meta["vocabulary"])
-    model = build_captioner(config.model, len(vocab))
-    tx = make_optimizer(config.train)
+    model_config = feature_cache.model_config(config)  # a precomputed encoder with a cache
+    model = build_captioner(model_config, len(vocab))
+    tx = make_optimizer(config.train, model_config.encoder)
     mesh = parallel.make_mesh()
     abstract = jax.eval_shape(lambda: init_state(model, tx, config.seed))
     abstract = jax.tree.map(

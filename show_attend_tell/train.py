@@ -24,6 +24,8 @@ from show_attend_tell.config_loading import config_differences, config_to_dict
 from show_attend_tell.losses import caption_loss, update_baseline
 from show_attend_tell.models.captioner import Captioner, build_captioner
 from show_attend_tell.models.encoders import example_input
+from show_attend_tell.models.frozen_batchnorm import STATISTICS
+from show_attend_tell.weights.pretrained import with_pretrained_encoder
 
 # Keys that only say how long or how verbosely to run, or where data lives: a resumed run may
 # change them; any other difference from the saved config is an error.
@@ -66,9 +68,23 @@ def learning_rate_schedule(train_config) -> optax.Schedule:
     )
 
 
-def make_optimizer(train_config) -> optax.GradientTransformation:
+def parameter_labels(params: dict, encoder_config=None) -> dict:
+    """Each parameter's optimizer group: ``"frozen"`` for a frozen encoder
+    (``encoder.kwargs.trainable`` false, the paper's choice) and for batch-norm statistics,
+    ``"encoder"`` for the rest of the encoder, ``"decoder"`` for everything else."""
+    trainable = encoder_config is None or encoder_config.get("kwargs", {}).get("trainable", True)
+
+    def encoder_label(path, _):
+        return "encoder" if trainable and path[-1].key not in STATISTICS else "frozen"
+
+    return {name: jax.tree_util.tree_map_with_path(encoder_label, tree) if name == "encoder"
+            else jax.tree.map(lambda _: "decoder", tree) for name, tree in params.items()}
+
+
+def make_optimizer(train_config, encoder_config=None) -> optax.GradientTransformation:
     """Adam (paper, COCO/Flickr30k), RMSProp (Flickr8k) or SGD with momentum, after
-    global-norm clipping."""
+    global-norm clipping; a fine-tuned encoder follows the same schedule scaled to
+    ``encoder.learning_rate`` (default: the decoder's), a frozen one is never updated."""
     schedule = learning_rate_schedule(train_config)
     optimizers = {"adam": optax.adam, "rmsprop": optax.rmsprop,
                   "sgd": lambda lr: optax.sgd(lr, momentum=0.9)}
@@ -76,9 +92,14 @@ def make_optimizer(train_config) -> optax.GradientTransformation:
         raise ValueError(
             f"config.train.optimizer={train_config.optimizer!r}; expected one of {sorted(optimizers)}"
         )
+    encoder_rate = (encoder_config or {}).get("learning_rate") or train_config.learning_rate
+    scale = encoder_rate / train_config.learning_rate if train_config.learning_rate else 0.0
+    groups = {"decoder": optimizers[train_config.optimizer](schedule),
+              "encoder": optimizers[train_config.optimizer](lambda step: scale * schedule(step)),
+              "frozen": optax.set_to_zero()}
     return optax.chain(
         optax.clip_by_global_norm(train_config.grad_clip_norm),
-        optimizers[train_config.optimizer](schedule),
+        optax.multi_transform(groups, lambda params: parameter_labels(params, encoder_config)),
     )
 
 
@@ -242,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     """Train (resuming from ``workdir`` when it has a checkpoint), validate, checkpoint."""
     from tqdm import tqdm
 
-    from show_attend_tell.data import pipeline
+    from show_attend_tell.data import feature_cache, pipeline
     from show_attend_tell.evaluation import evaluate_split
 
     workdir = Path(workdir)
@@ -252,15 +273,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, config.train.eval_metric)
     vocab, iterator_state, start = restore_or_start(config, workdir, checkpoints)
 
-    model = build_captioner(config.model, len(vocab))
+    model_config = feature_cache.model_config(config)  # a precomputed encoder with a cache
+    model = build_captioner(model_config, len(vocab))
     image_size = model.encoder.image_size
-    tx = make_optimizer(config.train)
+    tx = make_optimizer(config.train, model_config.encoder)
     state, state_shardings = sharded_state(model, tx, config.seed, mesh)
     if start is not None:
         state = checkpoints.restore_state(start, state)
-    elif jax.process_index() == 0:
-        (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
-        vocab.save(workdir / "vocab.json")
+    else:
+        if model_config.encoder.get("weights"):  # a fresh run starts from the pretrained encoder
+            params = with_pretrained_encoder(jax.device_get(state.params), model_config.encoder)
+            state = state.replace(params=jax.device_put(params, state_shardings.params))
+        if jax.process_index() == 0:
+            (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+            vocab.save(workdir / "vocab.json")
     step_fn = compile_train_step(model, tx, config.train, mesh, state_shardings)
 
     batches = pipeline.train_iterator(

@@ -38,3 +38,18 @@ def tiny_shapes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tfds")
     build_dataset("shapes", folder, "tiny", num_train=48, num_validation=8, num_test=12)
     return folder
+
+
+@pytest.fixture(scope="session")
+def random_vgg19_weights(tmp_path_factory):
+    """A VGG-19 weights file (.npz, as `sat weights import` writes) of random He-scaled
+    weights, standing in for the ImageNet ones offline."""
+    import numpy as np
+
+    from show_attend_tell.weights.pretrained import encoder_param_shapes
+    from show_attend_tell.weights.store import flatten, save_weights
+
+    rng = np.random.default_rng(0)
+    weights = {name: rng.normal(0, np.sqrt(2 / max(1, int(np.prod(shape.shape[:-1])))), shape.shape)
+               for name, shape in flatten(encoder_param_shapes("vgg19")).items()}
+    return save_weights(tmp_path_factory.mktemp("weights") / "vgg19.npz", "vgg19", weights)

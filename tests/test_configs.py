@@ -1,27 +1,34 @@
 """Every config's smoke variant trains two steps (and validates) on fake data (the tiny shapes set)."""
 
+import jax
+import numpy as np
 import pytest
 
 from show_attend_tell.config_loading import config_from_args
 from show_attend_tell.train import train_and_evaluate
+from show_attend_tell.weights.store import flatten
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("spec", ["configs/shapes.py:smoke", "configs/coco.py:smoke",
                                   "configs/flickr8k.py:smoke_hard"])
-def test_smoke_variant_trains_two_steps(spec, tiny_shapes, tmp_path):
+def test_smoke_variant_trains_two_steps(spec, tiny_shapes, random_vgg19_weights, tmp_path):
     # The real datasets cannot be had offline; the synthetic one stands in, resized to each
     # config's encoder input (VGG-19 at 32 px in the smoke variants).
     overrides = [f"data.data_dir={tiny_shapes}", "data.name=shapes", "data.builder_config=tiny",
                  "data.val_split=validation"]
     validates = spec.startswith("configs/shapes.py")  # one validation run is enough (METEOR's
     if not validates:                                  # Java start-up costs ~15 s each)
-        overrides.append("train.eval_every=0")
+        overrides += ["train.eval_every=0", f"model.encoder.weights={random_vgg19_weights}"]
     state = train_and_evaluate(config_from_args(spec, overrides), tmp_path)
     assert int(state.step) == 2
     assert (tmp_path / "checkpoints" / "2").is_dir()
     assert ('"val/CIDEr"' in (tmp_path / "metrics.jsonl").read_text()) == validates
+    if not validates:  # the paper's VGG-19 starts from the weights file and stays frozen
+        saved = np.load(random_vgg19_weights)
+        for name, value in flatten(jax.device_get(state.params["encoder"])).items():
+            np.testing.assert_array_equal(value, saved[name], err_msg=name)
 
 
 def test_unimplemented_encoder_fails_clearly():

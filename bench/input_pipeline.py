@@ -62,7 +62,7 @@ def main():
     state, shardings = sharded_state(model, tx, config.seed, mesh)
     step = compile_train_step(model, tx, config.train, mesh, shardings)
     # Compile every bucket width the timed batches use, outside the timings.
-    state, _ = timed_steps(step, state, {b["tokens"].shape[1]: b for b in warm + kept}.values(),
+    _, state = timed_steps(step, state, {b["tokens"].shape[1]: b for b in warm + kept}.values(),
                            mesh)
     in_memory, state = timed_steps(step, state, kept, mesh)
     batches = fresh()

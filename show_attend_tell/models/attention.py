@@ -73,7 +73,10 @@ def expected_context(alpha: jnp.ndarray, annotations: jnp.ndarray) -> jnp.ndarra
     """Eq. 13 (soft) / eq. 8's expectation: ``Σ_i α_ti a_i``; α ``[N, L]``, a ``[B, L, D]`` -> ``[N, D]``."""
     batch, locations, _ = annotations.shape
     alpha = alpha.astype(annotations.dtype).reshape(batch, -1, locations)
-    return jnp.einsum("bkl,bld->bkd", alpha, annotations).reshape(-1, annotations.shape[-1])
+    # K matrix-vector products per image run ~1.6× faster on XLA:CPU than one [K, L]·[L, D]
+    # product (beam search, K = 3; measured with bench/decode.py).
+    rows = [jnp.einsum("bl,bld->bd", alpha[:, k], annotations) for k in range(alpha.shape[1])]
+    return jnp.stack(rows, axis=1).reshape(-1, annotations.shape[-1])
 
 
 def sample_locations(key: jax.Array, alpha: jnp.ndarray) -> jnp.ndarray:

@@ -47,7 +47,7 @@ def main() -> None:
         "data.num_val_images=200",
     ])
     print("== 1/4 building the shapes dataset", flush=True)
-    build_dataset("shapes", DATA_DIR)
+    build_dataset(config.data.name, DATA_DIR, config.data.builder_config)
     print("== 2/4 training a soft-attention captioner", flush=True)
     train_and_evaluate(config, WORKDIR)
     trained = time.perf_counter()

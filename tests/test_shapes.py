@@ -5,7 +5,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from show_attend_tell.data.shapes import Shapes, ShapesConfig, attributes
-from show_attend_tell.data.shapes.captions import relation
+from show_attend_tell.data.shapes.captions import captions, relation
 from show_attend_tell.data.shapes.scene import SceneObject
 from show_attend_tell.data.vocab import tokenize
 
@@ -90,3 +90,20 @@ def test_relations():
     c = SceneObject("large", "blue", "circle", (40, 0, 60, 20))
     assert relation(a, b) == "to the left of" and relation(b, a) == "to the right of"
     assert relation(a, c) == "above" and relation(c, a) == "below"
+
+
+def test_salience_order_names_large_then_left_to_right_in_every_caption():
+    small_left = SceneObject("small", "red", "circle", (10, 0, 20, 10))
+    large_right = SceneObject("large", "blue", "square", (10, 40, 34, 64))
+    large_left = SceneObject("large", "green", "diamond", (40, 2, 62, 24))
+    texts = captions(np.random.default_rng(0), [small_left, large_right, large_left], 64,
+                     order="salience")
+    for text in texts:
+        starts = [text.index(o.phrase) for o in (large_left, large_right, small_left)]
+        assert starts == sorted(starts), text
+    shuffled = captions(np.random.default_rng(0), [small_left, large_right, large_left], 64)
+    first_named = {min((t.index(o.phrase), o.phrase) for o in (small_left, large_right, large_left))[1]
+                   for t in shuffled}
+    assert len(first_named) > 1  # the default order varies between captions
+    with pytest.raises(ValueError, match="caption order 'random'"):
+        captions(np.random.default_rng(0), [small_left], 64, order="random")

@@ -1,6 +1,6 @@
 """Where datasets live: build one into a TFDS ``data_dir`` (``sat data build``) and open it.
 
-Names: ``shapes`` (configs ``64px``, ``128px``, or any name with split-size options),
+Names: ``shapes`` (configs ``64px``, ``64px_salience``, ``128px``, or any name with options),
 ``karpathy`` with config ``flickr8k`` | ``flickr30k`` | ``coco`` | ``coco_trainrestval``
 (``karpathy/flickr8k`` also works), and TFDS's catalog ``coco_captions``.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-SHAPES_OPTIONS = ("image_size", "num_train", "num_validation", "num_test", "seed")
+SHAPES_OPTIONS = ("image_size", "num_train", "num_validation", "num_test", "seed", "caption_order")
 KARPATHY_OPTIONS = ("manual_dir", "skip_bad_images")
 
 

@@ -28,6 +28,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
     num_validation: int = 1_000
     num_test: int = 1_000
     seed: int = 0
+    caption_order: str = "shuffled"  # see show_attend_tell/data/shapes/captions.py
 
 
 class Shapes(tfds.core.GeneratorBasedBuilder):
@@ -38,6 +39,9 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [
         ShapesConfig(name="64px", description="64x64 images", image_size=64),
         ShapesConfig(name="128px", description="128x128 images", image_size=128),
+        ShapesConfig(name="64px_salience", description="64x64 images, objects named in salience "
+                     "order (large first, then left to right)", image_size=64,
+                     caption_order="salience"),
     ]
     DEFAULT_CONFIG_NAME = "64px"
 
@@ -88,7 +92,7 @@ def make_example(config: ShapesConfig, split_index: int, index: int, image_id: i
     return {
         "image": png,
         "image_id": image_id,
-        "captions": captions.captions(rng, objects, size),
+        "captions": captions.captions(rng, objects, size, config.caption_order),
         "objects": [{
             "bbox": tfds.features.BBox(o.box[0] / size, o.box[1] / size, o.box[2] / size,
                                        o.box[3] / size),

@@ -4,6 +4,13 @@ Every object is named as ``"<size> <colour> <shape>"`` after ``"a"``; a caption 
 objects (in a random order), or starts with ``"there is"``, or relates the first two objects
 spatially (``"to the left of"``, ``"to the right of"``, ``"above"``, ``"below"``). A lone
 object is placed in the image instead (``"on the left"``, ``"at the top"``...).
+
+Object order is ``"shuffled"`` (a new order per caption) or ``"salience"`` (large before small,
+then left to right, the same in every caption). Shuffled order leaves the first word of each
+phrase unpredictable from the image, and the paper's attention (eq. 4) is computed from
+``h_{t-1}``, before the emitted size word is read: so the colour step cannot know which object
+the sampled size word named, and models trained on shuffled captions mix attributes across
+objects. Salience order is what real captions do (the main object first).
 """
 
 import numpy as np
@@ -11,6 +18,7 @@ import numpy as np
 from show_attend_tell.data.shapes.scene import SceneObject
 
 CAPTIONS_PER_IMAGE = 5
+ORDERS = ("shuffled", "salience")
 
 
 def relation(a: SceneObject, b: SceneObject) -> str:
@@ -49,14 +57,25 @@ def _caption(kind: str, objects: list[SceneObject], image_size: int, index: int)
     return _listing(objects)
 
 
-def captions(rng: np.random.Generator, objects: list[SceneObject], image_size: int) -> list[str]:
-    """``CAPTIONS_PER_IMAGE`` captions, each naming every object once, in shuffled orders."""
+def salience_order(objects: list[SceneObject]) -> list[SceneObject]:
+    """Large objects first, then by the x of the centre (left to right), then by its y."""
+    return sorted(objects, key=lambda o: (o.size != "large", o.box[1] + o.box[3], o.box[0] + o.box[2]))
+
+
+def captions(rng: np.random.Generator, objects: list[SceneObject], image_size: int,
+             order: str = "shuffled") -> list[str]:
+    """``CAPTIONS_PER_IMAGE`` captions, each naming every object once, in ``order``."""
     kinds = ("list", "there_is", "relation", "relation", "list")
+    if order == "salience":
+        ordered = salience_order(objects)
+        return [_caption(kind, ordered, image_size, index) for index, kind in enumerate(kinds)]
+    if order != "shuffled":
+        raise ValueError(f"caption order {order!r}; expected one of {ORDERS}")
     out = []
-    order = list(objects)
+    sequence = list(objects)
     for index, kind in enumerate(kinds[:CAPTIONS_PER_IMAGE]):
         # The second relation caption reverses the first ("b right of a" after "a left of b").
         shuffled = [objects[i] for i in rng.permutation(len(objects))]
-        order = order[::-1] if index == 3 else shuffled
-        out.append(_caption(kind, order, image_size, index))
+        sequence = sequence[::-1] if index == 3 else shuffled
+        out.append(_caption(kind, sequence, image_size, index))
     return out

@@ -1,8 +1,9 @@
-"""The shapes TFDS input pipeline against the train step that consumes it: batches/s of the
+"""The shapes TFDS input pipeline against the train step that consumes it: examples/s of the
 pipeline alone, and the shapes train step (soft) fed by the pipeline vs. by the same batches
-already in memory. One JSON line.
+already in memory (the two alternated ``--rounds`` times, each step's fastest run kept). One
+JSON line.
 
-  .venv/bin/python bench/input_pipeline.py [--batches 20]
+  .venv/bin/python bench/input_pipeline.py [--batches 20 --rounds 2]
 
 Needs the shapes dataset in ``data/tfds`` (``sat data build shapes``).
 """
@@ -15,6 +16,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 
 from bench.cases import shapes_config  # noqa: E402
 from bench.common import emit  # noqa: E402
@@ -24,20 +26,22 @@ from show_attend_tell.models.captioner import build_captioner  # noqa: E402
 from show_attend_tell.train import compile_train_step, make_optimizer, sharded_state  # noqa: E402
 
 
-def timed_steps(step, state, batches, mesh):
-    """Seconds per step of the training loop's pattern: fetch, put, dispatch; block at the end."""
-    start = time.perf_counter()
-    count = 0
+def step_times(step, state, batches, mesh):
+    """Seconds of each step of the training loop's pattern (fetch, put, run), blocking after
+    each step so steps pair up across runs; tf.data keeps prefetching meanwhile."""
+    times = []
     for batch in batches:
+        start = time.perf_counter()
         state, metrics = step(state, parallel.global_batch(mesh, batch))
-        count += 1
-    jax.block_until_ready(metrics)
-    return (time.perf_counter() - start) / count, state
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - start)
+    return np.array(times), state
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--data_dir", default="data/tfds")
     args = parser.parse_args()
     config, _ = shapes_config("soft")
@@ -62,13 +66,20 @@ def main():
     state, shardings = sharded_state(model, tx, config.seed, mesh)
     step = compile_train_step(model, tx, config.train, mesh, shardings)
     # Compile every bucket width the timed batches use, outside the timings.
-    _, state = timed_steps(step, state, {b["tokens"].shape[1]: b for b in warm + kept}.values(),
-                           mesh)
-    in_memory, state = timed_steps(step, state, kept, mesh)
-    batches = fresh()
-    for _ in warm:
-        next(batches)
-    real, state = timed_steps(step, state, (next(batches) for _ in kept), mesh)
+    _, state = step_times(step, state, {b["tokens"].shape[1]: b for b in warm + kept}.values(),
+                          mesh)
+    # Alternate the two feeds and keep each step's fastest run: other load on the machine
+    # then inflates neither side more than the other.
+    in_memory, real = np.full(len(kept), np.inf), np.full(len(kept), np.inf)
+    for _ in range(args.rounds):
+        times, state = step_times(step, state, kept, mesh)
+        in_memory = np.minimum(in_memory, times)
+        batches = fresh()
+        for _ in warm:
+            next(batches)
+        times, state = step_times(step, state, (next(batches) for _ in kept), mesh)
+        real = np.minimum(real, times)
+    in_memory, real = float(in_memory.mean()), float(real.mean())
     emit("input_pipeline", {
         "dataset": f"shapes/{config.data.builder_config}", "batch": batch_size,
         "batches": args.batches,

@@ -60,7 +60,7 @@ def summary(results: list[dict]) -> list[str]:
         lines.append(f"compile at T {[r['caption_length'] for r in by['compile']]}: "
                      f"{compiles} s  target ≤ 30 s, flat")
     for r in by.get("input_pipeline", []):
-        lines.append(f"input pipeline: +{r['pipeline_overhead']:.1%} step time  target ≤ 5 %")
+        lines.append(f"input pipeline: {r['pipeline_overhead']:+.1%} step time  target ≤ 5 %")
     for r in by.get("memory", []):
         lines.append(f"peak memory, paper soft step: {r['peak_rss_mib']:.0f} MiB")
     return lines

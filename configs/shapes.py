@@ -92,6 +92,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     if variant in ("hard", "smoke_hard"):
         config.model.attention = "hard"
+        # With the sequence-sum reward and λ_e = 0.01, REINFORCE pushed samples off the objects
+        # (test attention mass in box 2.9 %, entropy near uniform, scene accuracy 19.8 % after
+        # 1500 steps); the Theano code's per-token mean reward and λ_e = 0.001 gave validation
+        # pointing 96 % and scene accuracy 79.5 % at the same length (README results).
+        config.train.reward = "mean"
+        config.train.entropy_weight = 0.001
     if variant.startswith("smoke"):
         config.model.encoder.kwargs = ml_collections.ConfigDict(
             {"features": 16, "widths": (8, 8, 16), "patch": 2, "blocks": 1}

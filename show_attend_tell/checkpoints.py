@@ -21,6 +21,10 @@ FORMAT = "show_attend_tell/1"
 # Orbax removes a dropped step with rmtree, which a kill can interrupt, leaving a step that
 # still looks committed; renaming it here first (atomic) hides it from every later listing.
 TRASH = ".deleted"
+# A save interrupted by a kill leaves ``<step><this>``. Orbax removes these in a background
+# thread when a manager opens, so a listing right after opening could still see them; they are
+# removed here, synchronously, first.
+TMP_MARKER = ".orbax-checkpoint-tmp"
 
 
 class CheckpointError(RuntimeError):
@@ -45,6 +49,8 @@ class Checkpoints:
             )
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"{workdir}: no checkpoints/ directory (train a model there first)")
+        if not read_only:
+            self._remove_interrupted_saves()
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -63,6 +69,11 @@ class Checkpoints:
         )
         if not read_only:
             self._empty_trash()
+
+    def _remove_interrupted_saves(self) -> None:
+        if jax.process_index() == 0 and self.directory.is_dir():
+            for path in self.directory.glob(f"*{TMP_MARKER}*"):
+                shutil.rmtree(path, ignore_errors=True)
 
     def _empty_trash(self) -> None:
         if jax.process_index() == 0:

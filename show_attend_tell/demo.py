@@ -43,7 +43,7 @@ def main() -> None:
     start = time.perf_counter()
     # Sized to fit the 15-minute demo on 2 CPU cores; the full recipe is configs/shapes.py.
     config = config_from_args("configs/shapes.py:soft", [
-        f"data.data_dir={DATA_DIR}", "train.steps=1800", "train.eval_every=900",
+        f"data.data_dir={DATA_DIR}", "train.steps=2600", "train.eval_every=1300",
         "data.num_val_images=200",
     ])
     print("== 1/4 building the shapes dataset", flush=True)

@@ -10,6 +10,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 
+import show_attend_tell  # noqa: E402, F401  (its default XLA flags, before the backend starts)
+
 # Tests compile the same small programs many times; XLA's persistent cache turns the repeats
 # (within a run and across runs) into disk reads.
 jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))

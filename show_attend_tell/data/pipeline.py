@@ -5,8 +5,9 @@ Shape letters: B process-local batch, H = W = ``image_size``, T = bucket + 2 cap
 Training yields dicts of numpy ``image`` uint8 ``[B, H, W, 3]`` and ``tokens`` int32 ``[B, T]``
 (``<start> w1..wn <end> <pad>..``), one (image, reference caption) pair per row; every caption
 of every image is seen once per epoch (paper §4.3: batches of one caption length bucket).
-An epoch's order is a pure function of (seed, epoch), and image bytes are decoded only after
-bucketing, so the stream position is just a step count and restoring skips batches cheaply.
+An epoch's order is a pure function of (seed, epoch), so the stream position is just a step
+count; restoring skips batches without running the model (images are decoded once each, before
+their captions are paired with them and bucketed).
 """
 
 import logging
@@ -44,9 +45,11 @@ def to_example(name: str, features: dict) -> dict:
 
 
 def open_split(data: ml_collections.ConfigDict, split: str, process_index: int,
-               process_count: int) -> tf.data.Dataset:
-    """This process's disjoint shard of ``split`` in file order, images still encoded."""
-    builder = open_builder(data, split)
+               process_count: int,
+               builder: tfds.core.DatasetBuilder | None = None) -> tf.data.Dataset:
+    """This process's disjoint shard of ``split`` in file order, images still encoded
+    (``builder``: the one :func:`open_builder` returns, when the caller has it open already)."""
+    builder = builder or open_builder(data, split)
     shard = tfds.split_for_jax_process(split, process_index=process_index,
                                        process_count=process_count)
     dataset = builder.as_dataset(split=shard, shuffle_files=False,
@@ -172,11 +175,17 @@ class TrainIterator:
         return tf.reduce_sum(tf.cast(length > tf.constant(self.widths[:-1], tf.int32), tf.int64))
 
     def _epoch(self, epoch: int, skip: int) -> Iterator[dict]:
-        """Epoch ``epoch``'s batches from batch ``skip`` on (skipped ones are never decoded)."""
+        """Epoch ``epoch``'s batches from batch ``skip`` on."""
         image_seed, pair_seed = np.random.SeedSequence((self.seed, epoch)).generate_state(2)
-        pairs = (self._shard().shuffle(self.data.shuffle_buffer, seed=int(image_seed),
+        images = self._shard().shuffle(self.data.shuffle_buffer, seed=int(image_seed),
                                        reshuffle_each_iteration=False)
-                 .flat_map(self._pairs)
+        if not feature_cache.enabled(self.data):  # cached annotations need no decoding
+            # Once per image, before its captions are paired with it: decoding per pair
+            # decoded every image five times.
+            images = images.map(
+                lambda example: {**example, "image": decode_image(example["image"], self.image_size)},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        pairs = (images.flat_map(self._pairs)
                  .filter(lambda pair: pair["length"] > 0)
                  # Spreads an image's captions over different batches; a few batches suffice.
                  .shuffle(8 * self.batch_size, seed=int(pair_seed), reshuffle_each_iteration=False))
@@ -186,19 +195,9 @@ class TrainIterator:
             batch = window.batch(self.batch_size, drop_remainder=True)
             return batch.map(lambda b: {"image": b["image"], "tokens": b["tokens"][:, :widths[key]]})
 
-        batches = pairs.group_by_window(lambda pair: self._bucket(pair["length"]), batch_bucket,
-                                        window_size=self.batch_size).skip(skip)
-
-        def decode(batch):
-            if feature_cache.enabled(self.data):  # annotations need no decoding
-                return batch
-            images = tf.map_fn(lambda encoded: decode_image(encoded, self.image_size),
-                               batch["image"],
-                               fn_output_signature=tf.TensorSpec(
-                                   [self.image_size, self.image_size, 3], tf.uint8))
-            return {"image": images, "tokens": batch["tokens"]}
-
-        batches = batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+        batches = (pairs.group_by_window(lambda pair: self._bucket(pair["length"]), batch_bucket,
+                                         window_size=self.batch_size)
+                   .skip(skip).prefetch(2))
         return batches.as_numpy_iterator()
 
     def batches_per_epoch(self) -> int:
@@ -316,7 +315,7 @@ def eval_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, split: st
         split = f"{split}[:{total}]"
     per_process = -(-total // count)  # ceil: the largest shard sets the step count
     steps = -(-per_process // batch_size)
-    shard = open_split(data, split, index, count)
+    shard = open_split(data, split, index, count, builder)
     image_shape = shard.element_spec["image"].shape  # annotations [L, D] in a feature cache
     if not feature_cache.enabled(data):
         shard = shard.map(

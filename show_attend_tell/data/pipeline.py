@@ -88,6 +88,16 @@ def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.cond(same, lambda: image, resize)
 
 
+def decode_images(dataset: tf.data.Dataset, data: ml_collections.ConfigDict,
+                  image_size: int) -> tf.data.Dataset:
+    """Examples with ``image`` decoded to uint8 ``[H, W, 3]``, in order; a feature cache's
+    annotations pass through unchanged."""
+    if feature_cache.enabled(data):
+        return dataset
+    return dataset.map(lambda example: {**example, "image": decode_image(example["image"], image_size)},
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def caption_texts(data: ml_collections.ConfigDict, split: str, process_index: int = 0,
                   process_count: int = 1) -> Iterator[str]:
     """Every caption of a shard of ``split`` (the whole split by default: the vocabulary is
@@ -179,13 +189,9 @@ class TrainIterator:
         image_seed, pair_seed = np.random.SeedSequence((self.seed, epoch)).generate_state(2)
         images = self._shard().shuffle(self.data.shuffle_buffer, seed=int(image_seed),
                                        reshuffle_each_iteration=False)
-        if not feature_cache.enabled(self.data):  # cached annotations need no decoding
-            # Once per image, before its captions are paired with it: decoding per pair
-            # decoded every image five times.
-            images = images.map(
-                lambda example: {**example, "image": decode_image(example["image"], self.image_size)},
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        pairs = (images.flat_map(self._pairs)
+        # Once per image, before its captions are paired with it: decoding per pair decoded
+        # every image five times.
+        pairs = (decode_images(images, self.data, self.image_size).flat_map(self._pairs)
                  .filter(lambda pair: pair["length"] > 0)
                  # Spreads an image's captions over different batches; a few batches suffice.
                  .shuffle(8 * self.batch_size, seed=int(pair_seed), reshuffle_each_iteration=False))
@@ -317,10 +323,8 @@ def eval_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, split: st
     steps = -(-per_process // batch_size)
     shard = open_split(data, split, index, count, builder)
     image_shape = shard.element_spec["image"].shape  # annotations [L, D] in a feature cache
+    shard = decode_images(shard, data, image_size)
     if not feature_cache.enabled(data):
-        shard = shard.map(
-            lambda example: {**example, "image": decode_image(example["image"], image_size)},
-            num_parallel_calls=tf.data.AUTOTUNE)
         image_shape = (image_size, image_size, 3)
     shard = shard.prefetch(batch_size)
     examples = shard.as_numpy_iterator()

@@ -65,30 +65,34 @@ def _sub_jaxprs(value):
             yield from _sub_jaxprs(item)
 
 
-def _jaxpr_matmul_flops(jaxpr) -> float:
-    total = 0.0
+def matmul_equations(jaxpr, repeats: int = 1):
+    """Every ``dot_general`` and ``conv_general_dilated`` equation of ``jaxpr`` and its
+    sub-jaxprs, with how many times it runs: a ``scan`` body once per iteration, a ``while``
+    body once."""
     for eqn in jaxpr.eqns:
-        name = eqn.primitive.name
-        if name in ("dot_general", "conv_general_dilated"):
-            out = eqn.outvars[0].aval
-        if name == "dot_general":
-            (contracting, _), _ = eqn.params["dimension_numbers"]
-            lhs = eqn.invars[0].aval.shape
-            total += 2.0 * np.prod(out.shape) * np.prod([lhs[d] for d in contracting])
-        elif name == "conv_general_dilated":
-            rhs = eqn.invars[1].aval.shape
-            spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, *spatial)
-            window = np.prod([rhs[d] for d in spec[1:]])
-            total += 2.0 * np.prod(out.shape) * window
-        repeats = eqn.params["length"] if name == "scan" else 1
+        if eqn.primitive.name in ("dot_general", "conv_general_dilated"):
+            yield eqn, repeats
+        inner = repeats * (eqn.params["length"] if eqn.primitive.name == "scan" else 1)
         for value in eqn.params.values():
             for sub in _sub_jaxprs(value):
-                total += repeats * _jaxpr_matmul_flops(sub)
-    return total
+                yield from matmul_equations(sub, inner)
+
+
+def equation_flops(eqn) -> float:
+    """FLOPs of one ``dot_general`` or ``conv_general_dilated`` equation (2 per multiply-add)."""
+    out = eqn.outvars[0].aval
+    if eqn.primitive.name == "dot_general":
+        (contracting, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        return 2.0 * np.prod(out.shape) * np.prod([lhs[d] for d in contracting])
+    rhs = eqn.invars[1].aval.shape
+    spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, *spatial)
+    return 2.0 * np.prod(out.shape) * np.prod([rhs[d] for d in spec[1:]])
 
 
 def matmul_flops(fn, *args) -> float:
     """FLOPs of every matmul and convolution ``fn(*args)`` runs, counted on its jaxpr with
     each ``scan`` body counted once per iteration (the usual MFU numerator; elementwise work
     is left out). ``while`` loops are counted once, so use it on programs without them."""
-    return _jaxpr_matmul_flops(jax.make_jaxpr(fn)(*args).jaxpr)
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    return sum(repeats * equation_flops(eqn) for eqn, repeats in matmul_equations(jaxpr))

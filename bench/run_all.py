@@ -16,6 +16,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 SCRIPTS = [
     ("train_step.py", []),
+    ("matmul_ceiling.py", []),
     ("decode.py", []),
     ("compile.py", []),
     ("input_pipeline.py", []),
@@ -52,6 +53,9 @@ def summary(results: list[dict]) -> list[str]:
         if r["case"] == "paper_soft":
             lines.append(f"train step, paper soft: MFU {r['mfu']:.0%} "
                          f"({r['achieved_gflops']} of {r['matmul_gflops']} GFLOP/s)  target ≥ 70 %")
+    for r in by.get("matmul_ceiling", []):
+        lines.append(f"MFU ceiling, {r['case']}: {r['mfu_ceiling']:.0%} if every matmul ran as "
+                     f"fast as alone and nothing else cost time (the step: {r['mfu_step']:.0%})")
     for r in by.get("decode", []):
         if r["beam_size"] == 3:
             lines.append(f"beam search K 3: {r['images_per_second']} images/s  target ≥ 35")

@@ -1,9 +1,13 @@
-"""The benchmarks' FLOP counter and summary (the timed runs themselves live in bench/, not here)."""
+"""The benchmarks' FLOP counter, matmul-ceiling listing and summary (the timed runs themselves
+live in bench/, not here)."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from bench.common import compiled_flops, matmul_flops
+from bench.matmul_ceiling import isolated_matmul_times
 from bench.run_all import summary
 
 
@@ -21,6 +25,16 @@ def test_matmul_flops_counts_every_scan_iteration_and_xla_does_not():
     assert compiled_flops(grad.lower(w, x).compile()) < 10 * step
 
 
+def test_isolated_matmul_times_lists_each_distinct_matmul_with_its_count():
+    w, x = jnp.ones((64, 64)), jnp.ones((8, 64))
+    grad = jax.jit(jax.grad(scanned_matmuls))
+    rows = isolated_matmul_times(jax.make_jaxpr(grad)(w, x).jaxpr, np.random.default_rng(0))
+    # Forward c @ w, and in the backward pass dc = g @ wᵀ and dw = cᵀ @ g: 10 times each.
+    assert sorted(r["count"] for r in rows) == [10, 10, 10]
+    assert sum(r["count"] * r["gflop"] for r in rows) * 1e9 == pytest.approx(matmul_flops(grad, w, x))
+    assert all(r["seconds"] >= 0 for r in rows)
+
+
 def test_matmul_flops_counts_convolutions():
     x, kernel = jnp.ones((2, 8, 8, 3)), jnp.ones((3, 3, 3, 16))
     conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
@@ -32,11 +46,12 @@ def test_summary_names_each_target():
     results = [
         {"bench": "train_step", "case": "paper_soft", "mfu": 0.5, "achieved_gflops": 50,
          "matmul_gflops": 100},
+        {"bench": "matmul_ceiling", "case": "paper_soft", "mfu_ceiling": 0.69, "mfu_step": 0.5},
         {"bench": "decode", "beam_size": 3, "images_per_second": 40.0},
         {"bench": "compile", "caption_length": 16, "total_seconds": 9.0},
         {"bench": "input_pipeline", "pipeline_overhead": 0.01},
         {"bench": "memory", "peak_rss_mib": 2048.0},
     ]
     text = "\n".join(summary(results))
-    for figure in ("MFU 50%", "40.0 images/s", "[9.0] s", "+1.0%", "2048 MiB"):
+    for figure in ("MFU 50%", "69%", "40.0 images/s", "[9.0] s", "+1.0%", "2048 MiB"):
         assert figure in text

@@ -34,15 +34,10 @@ def init(model, images, tokens):
     return model.init(jax.random.key(0), images, tokens, key=jax.random.key(1), train=True)
 
 
-@pytest.mark.parametrize("attention", ["soft", "hard"])
-def test_scanned_decoder_equals_python_loop_over_step(attention):
-    model = tiny_model(attention=attention, dropout=0.3)
-    images, tokens = random_batch()
-    variables = init(model, images, tokens)
-    key = jax.random.key(7)
-    scanned = model.apply(variables, images, tokens, key=key, train=True)
-
-    annotations = model.apply(variables, images, method=Captioner.encode)
+def looped_steps(model, variables, images, tokens, key):
+    """The training forward pass as a Python loop over :meth:`Captioner.step` (the reference
+    for the scanned decoder), outputs stacked as ``[B, T, ...]``."""
+    annotations = model.apply(variables, images, train=True, method=Captioner.encode)
     cache = model.apply(variables, annotations, method=Captioner.prepare)
     switch_key, keys = step_keys_for(key, tokens.shape[1])
     use_expected = model.apply(
@@ -55,11 +50,48 @@ def test_scanned_decoder_equals_python_loop_over_step(attention):
             method=Captioner.step,
         )
         steps.append(out)
-    looped = jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *steps)
+    return jax.tree.map(lambda *xs: jnp.stack(xs, axis=1), *steps)
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_scanned_decoder_equals_python_loop_over_step(attention):
+    model = tiny_model(attention=attention, dropout=0.3)
+    images, tokens = random_batch()
+    variables = init(model, images, tokens)
+    key = jax.random.key(7)
+    scanned = model.apply(variables, images, tokens, key=key, train=True)
+    looped = looped_steps(model, variables, images, tokens, key)
     for name in looped._fields:
         np.testing.assert_allclose(
             getattr(scanned.steps, name), getattr(looped, name), atol=1e-5, err_msg=name
         )
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_scanned_decoder_gradients_equal_python_loop_over_step(attention):
+    """The scan's custom backward pass (LSTM weight gradients taken after the loop) gives
+    autodiff's gradients of the step-by-step loop, for every parameter and the encoder."""
+    model = tiny_model(attention=attention, dropout=0.3)
+    images, tokens = random_batch()
+    variables = init(model, images, tokens)
+    key = jax.random.key(7)
+    weights = jax.random.normal(jax.random.key(3), (*tokens.shape, 11))
+
+    def loss(steps):
+        return jnp.sum(steps.logits * weights) + jnp.sum(steps.alpha**2) + jnp.sum(steps.beta)
+
+    scanned = jax.grad(
+        lambda v: loss(model.apply(v, images, tokens, key=key, train=True).steps)
+    )(variables)
+    looped = jax.grad(lambda v: loss(looped_steps(model, v, images, tokens, key)))(variables)
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(looped))
+    assert float(jnp.abs(scanned["params"]["step_module"]["lstm_context"]["kernel"]).max()) > 0
+    jax.tree.map_with_path(
+        lambda path, a, b: np.testing.assert_allclose(
+            a, b, rtol=1e-4, atol=1e-5 * scale, err_msg=jax.tree_util.keystr(path)
+        ),
+        scanned, looped,
+    )
 
 
 @pytest.mark.parametrize(

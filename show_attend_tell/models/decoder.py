@@ -7,7 +7,8 @@ The same :class:`DecoderStep` serves teacher forcing (:func:`scan_decoder`) and 
 call per step), so every equation exists once. Only the recurrence (attention, gate, LSTM:
 :meth:`DecoderStep.recur`) runs under the scan; whatever does not feed the next step — the
 embedding's share of the LSTM gates and the whole deep output with its ``[E, V]`` projection —
-runs once on all T steps as large matmuls, which is where the train step's FLOPs go.
+runs once on all T steps as large matmuls, which is where the train step's FLOPs go. The
+same holds for two weight gradients of the recurrence (see :func:`_recurrence_backward`).
 Randomness is explicit: each step takes its own PRNG key (or ``None`` for a deterministic
 step), which makes the scan and a Python loop over the step bit-for-bit comparable and lets a
 resumed run draw exactly the same numbers.
@@ -235,15 +236,27 @@ def scan_decoder(step: DecoderStep, carry, tokens, annotations, projected, use_e
     else:
         sample_keys, dropout_keys = jax.vmap(split_step_key)(keys)
     embedded, embedded_gates = step.embed_inputs(tokens.T)
+    carry, rec = _scan_recurrence(step, carry, embedded_gates, sample_keys, annotations,
+                                  projected, use_expected)
+    logits = step.deep_output_logits(embedded, rec.hidden, rec.gated, dropout_keys, train)
+    outputs = step_output(logits, rec)
+    return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outputs)
 
-    def body(module, carry, inputs, annotations, projected, use_expected):
-        gates, key = inputs
-        return module.recur(carry, gates, annotations, projected, use_expected, key)
 
+def _recur_body(module, carry, inputs, annotations, projected, use_expected):
+    embedded_gates, sample_key = inputs
+    return module.recur(carry, embedded_gates, annotations, projected, use_expected, sample_key)
+
+
+def _recurrence(module, carry, embedded_gates, sample_keys, annotations, projected,
+                use_expected):
+    """:meth:`DecoderStep.recur` scanned over T steps: embedded_gates ``[T, N, 4H]``, sample
+    keys ``[T]`` or None -> (final carry, :class:`Recurrence` with a leading T axis)."""
     # Under the scan, autodiff would store act(W_a a + W_h h) ``[B, L, A]`` for every step (a
     # [T, B, L, A] buffer, the largest of the step); saving only matmul outputs and recomputing
     # the elementwise work in the backward pass is cheaper.
-    body = nn.remat(body, policy=jax.checkpoint_policies.dots_saveable, prevent_cse=False)
+    body = nn.remat(_recur_body, policy=jax.checkpoint_policies.dots_saveable,
+                    prevent_cse=False)
     scanned = nn.scan(
         body,
         variable_broadcast="params",
@@ -251,8 +264,60 @@ def scan_decoder(step: DecoderStep, carry, tokens, annotations, projected, use_e
         in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
         out_axes=0,
     )
-    carry, rec = scanned(step, carry, (embedded_gates, sample_keys), annotations, projected,
-                         use_expected)
-    logits = step.deep_output_logits(embedded, rec.hidden, rec.gated, dropout_keys, train)
-    outputs = step_output(logits, rec)
-    return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outputs)
+    return scanned(module, carry, (embedded_gates, sample_keys), annotations, projected,
+                   use_expected)
+
+
+# The LSTM's per-step weights whose gradients are taken after the scan; each is applied to
+# one Recurrence field (or the previous step's hidden state) and adds into the gates.
+_DEFERRED_KERNELS = ("lstm_context", "lstm_hidden")
+
+
+def _stop_deferred_kernel_gradients(variables):
+    params = dict(variables["params"])
+    for name in _DEFERRED_KERNELS:
+        params[name] = {**params[name], "kernel": jax.lax.stop_gradient(params[name]["kernel"])}
+    return {**variables, "params": params}
+
+
+_recurrence_without_deferred_gradients = nn.map_variables(
+    _recurrence, "params", trans_in_fn=_stop_deferred_kernel_gradients
+)
+
+
+def _recurrence_forward(module, carry, embedded_gates, sample_keys, annotations, projected,
+                        use_expected):
+    outputs, vjp = nn.vjp(_recurrence_without_deferred_gradients, module, carry,
+                          embedded_gates, sample_keys, annotations, projected, use_expected)
+    _, rec = outputs
+    kernel_inputs = {
+        "lstm_context": rec.gated,  # ẑ_t [T, N, D]
+        "lstm_hidden": jnp.concatenate([carry[1][None], rec.hidden[:-1]]),  # h_{t-1} [T, N, H]
+    }
+    return outputs, (vjp, kernel_inputs)
+
+
+def _recurrence_backward(residuals, cotangents):
+    """The scan's backward pass without the per-step gradients of the LSTM's context and
+    hidden weights (eq. 1), which follow from the gates' cotangents afterwards.
+
+    Autodiff of the scan would add ``x_tᵀ g_t`` (g_t = ∂loss/∂gates_t ``[N, 4H]``) into a
+    ``[D, 4H]`` accumulator at every step: 22 skinny matmuls and 22 read-modify-writes of the
+    16 MB ``[2048, 2048]`` weight at paper scale. ``embedded_gates`` adds into the same gates,
+    so its cotangent ``[T, N, 4H]`` *is* g, and each weight's gradient is one ``[·, T·N] ×
+    [T·N, 4H]`` matmul.
+    """
+    vjp, kernel_inputs = residuals
+    variables_t, *inputs_t = vjp(cotangents)
+    gates_t = inputs_t[1]
+    params = dict(variables_t["params"])
+    for name, x in kernel_inputs.items():
+        kernel = params[name]["kernel"]
+        deferred = jnp.einsum("tnx,tng->xg", x, gates_t, preferred_element_type=kernel.dtype)
+        params[name] = {**params[name], "kernel": kernel + deferred}
+    return ({**variables_t, "params": params}, *inputs_t)
+
+
+_scan_recurrence = nn.custom_vjp(
+    _recurrence, forward_fn=_recurrence_forward, backward_fn=_recurrence_backward
+)

@@ -1,0 +1,119 @@
+"""The highest MFU the paper-scale train step can reach with this machine's XLA:CPU matmul
+kernels. Every matmul of the step (its jaxpr, a scan body once per iteration) is timed alone on
+random data of its own shapes, and the times are summed: that is the step's time if each
+matmul ran as fast as it runs in isolation (operands hot in cache) and everything else —
+attention's elementwise and memory-bound work, the softmax, Adam — were free. Its MFU is
+therefore an upper bound on the step's.
+
+  .venv/bin/python bench/matmul_ceiling.py [--cases paper_soft,paper_hard] [--top 10]
+"""
+
+import argparse
+import collections
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.cases import build, paper_config  # noqa: E402
+from bench.common import (  # noqa: E402
+    emit,
+    equation_flops,
+    matmul_equations,
+    matmul_gflops,
+    median_seconds,
+)
+
+
+def seconds_per_call(fn, args, calls: int) -> float:
+    """Median time of one ``fn(*args)``, from runs of ``calls`` back-to-back calls so that
+    dispatch overlaps execution."""
+
+    def burst():
+        for _ in range(calls):
+            out = fn(*args)
+        jax.block_until_ready(out)
+
+    return median_seconds(burst, warmup=1, repeats=5) / calls
+
+
+def isolated_matmul_times(jaxpr, rng) -> list[dict]:
+    """One row per distinct dot_general of ``jaxpr``: its shapes, how often the step runs it,
+    FLOPs and isolated time per run, less the cost of calling a jitted function at all."""
+    counts = collections.Counter()
+    equations = {}
+    for eqn, repeats in matmul_equations(jaxpr):
+        if eqn.primitive.name != "dot_general":
+            raise SystemExit(f"{eqn.primitive.name}: only dot_general is timed here")
+        key = (tuple(v.aval.shape for v in eqn.invars), str(eqn.params["dimension_numbers"]))
+        counts[key] += repeats
+        equations[key] = eqn
+    noop = jax.jit(lambda a, b: a.ravel()[0])
+    rows = []
+    for key, eqn in equations.items():
+        lhs, rhs = (rng.standard_normal(v.aval.shape).astype(np.float32) for v in eqn.invars)
+        lhs, rhs = jax.device_put(lhs), jax.device_put(rhs)
+        dims = eqn.params["dimension_numbers"]
+        dot = jax.jit(lambda a, b, dims=dims: jax.lax.dot_general(a, b, dims))
+        calls = 20 if equation_flops(eqn) < 1e8 else 3
+        seconds = seconds_per_call(dot, (lhs, rhs), calls)
+        overhead = seconds_per_call(noop, (lhs, rhs), calls)
+        rows.append({"lhs": list(key[0][0]), "rhs": list(key[0][1]), "dims": key[1],
+                     "count": counts[key], "gflop": equation_flops(eqn) / 1e9,
+                     "seconds": max(seconds - overhead, 0.0)})
+    return rows
+
+
+def run_case(name: str, config, sizes, peak: float, top: int) -> None:
+    _, _, state, step, batch = build(config, sizes)
+    compiled = step.lower(state, batch).compile()
+    holder = {"state": state}
+
+    def one():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        jax.block_until_ready(metrics)
+
+    step_seconds = median_seconds(one, warmup=2, repeats=5)
+    start = time.perf_counter()
+    rows = isolated_matmul_times(jax.make_jaxpr(step)(state, batch).jaxpr,
+                                 np.random.default_rng(0))
+    flops = sum(r["count"] * r["gflop"] for r in rows) * 1e9
+    matmul_seconds = sum(r["count"] * r["seconds"] for r in rows)
+    rows.sort(key=lambda r: r["count"] * r["seconds"], reverse=True)
+    emit("matmul_ceiling", {
+        "case": name, "step_seconds_median": round(step_seconds, 4),
+        "gflop_per_step": round(flops / 1e9, 2),
+        "isolated_matmul_seconds": round(matmul_seconds, 4),
+        "matmul_gflops": round(peak, 1),
+        "mfu_step": round(flops / step_seconds / 1e9 / peak, 3),
+        "mfu_ceiling": round(flops / matmul_seconds / 1e9 / peak, 3),
+        "distinct_matmuls": len(rows), "timing_seconds": round(time.perf_counter() - start, 1),
+        "slowest": [
+            {"lhs": r["lhs"], "rhs": r["rhs"], "dims": r["dims"], "count": r["count"],
+             "ms_total": round(1e3 * r["count"] * r["seconds"], 1),
+             "gflops": round(r["gflop"] / r["seconds"], 1) if r["seconds"] else None}
+            for r in rows[:top]
+        ],
+    })
+
+
+CASES = {"paper_soft": lambda: paper_config("soft"), "paper_hard": lambda: paper_config("hard")}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", default="paper_soft")
+    parser.add_argument("--top", type=int, default=10, help="matmuls listed, slowest first")
+    args = parser.parse_args()
+    peak = matmul_gflops()
+    for name in args.cases.split(","):
+        config, sizes = CASES[name]()
+        run_case(name, config, sizes, peak, args.top)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,11 @@ from jax.sharding import NamedSharding, PartitionSpec
 from configs.shapes import get_config
 from show_attend_tell.models.captioner import Captioner, build_captioner, step_keys_for
 from show_attend_tell.models.decoder import DecoderStep
-from show_attend_tell.models.encoders import build_encoder, get_encoder_class
+from show_attend_tell.models.encoders import (
+    PrecomputedAnnotations,
+    build_encoder,
+    get_encoder_class,
+)
 from show_attend_tell.parallel import batch_sharding, make_mesh
 
 
@@ -67,12 +71,17 @@ def test_scanned_decoder_equals_python_loop_over_step(attention):
         )
 
 
-@pytest.mark.parametrize("attention", ["soft", "hard"])
-def test_scanned_decoder_gradients_equal_python_loop_over_step(attention):
+@pytest.mark.parametrize("attention,encoder", [
+    ("soft", "small_convnet"), ("hard", "small_convnet"), ("soft", "precomputed"),
+])
+def test_scanned_decoder_gradients_equal_python_loop_over_step(attention, encoder):
     """The scan's custom backward pass (LSTM weight gradients taken after the loop) gives
     autodiff's gradients of the step-by-step loop, for every parameter and the encoder."""
     model = tiny_model(attention=attention, dropout=0.3)
     images, tokens = random_batch()
+    if encoder == "precomputed":
+        model = model.clone(encoder=PrecomputedAnnotations(num_annotations=9, annotation_dim=8))
+        images = jax.random.normal(jax.random.key(2), (tokens.shape[0], 9, 8))
     variables = init(model, images, tokens)
     key = jax.random.key(7)
     weights = jax.random.normal(jax.random.key(3), (*tokens.shape, 11))

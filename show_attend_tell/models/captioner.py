@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from show_attend_tell.models.decoder import DecoderStep, StepOutput, scan_decoder
-from show_attend_tell.models.encoders import build_encoder
+from show_attend_tell.models.encoders import annotations_have_gradients, build_encoder
 
 EXPECTED_SWITCH = ("image", "batch")
 
@@ -98,6 +98,7 @@ class Captioner(nn.Module):
         _, steps = scan_decoder(
             self.step_module, cache.carry, tokens, cache.annotations, cache.projected,
             use_expected, step_keys, train,
+            annotation_gradients=annotations_have_gradients(self.encoder),
         )
         return DecoderOutputs(steps=steps, used_expected=use_expected)
 

@@ -224,20 +224,23 @@ def step_output(logits, rec: Recurrence) -> StepOutput:
 
 
 def scan_decoder(step: DecoderStep, carry, tokens, annotations, projected, use_expected,
-                 keys, train):
+                 keys, train, annotation_gradients: bool = True):
     """Teacher-forced decoding: ``step.recur`` scanned over time (params shared across steps),
     the rest of the step on all T steps at once; equal to calling ``step`` T times.
 
     tokens ``[B, T]`` (y_{t-1} for t = 1..T), keys ``[T]`` or None -> :class:`StepOutput`
     with a time axis after the batch axis (logits ``[B, T, V]``, alpha ``[B, T, L]``, ...).
+    ``annotation_gradients=False`` (frozen or precomputed annotations) spares the backward
+    pass ∂loss/∂a, a ``[B, L, D]`` outer product per step.
     """
     if keys is None:
         sample_keys = dropout_keys = None
     else:
         sample_keys, dropout_keys = jax.vmap(split_step_key)(keys)
     embedded, embedded_gates = step.embed_inputs(tokens.T)
-    carry, rec = _scan_recurrence(step, carry, embedded_gates, sample_keys, annotations,
-                                  projected, use_expected)
+    scan_recurrence = _recurrence_with_deferred_gradients(annotation_gradients)
+    carry, rec = scan_recurrence(step, carry, embedded_gates, sample_keys, annotations,
+                                 projected, use_expected)
     logits = step.deep_output_logits(embedded, rec.hidden, rec.gated, dropout_keys, train)
     outputs = step_output(logits, rec)
     return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outputs)
@@ -248,8 +251,8 @@ def _recur_body(module, carry, inputs, annotations, projected, use_expected):
     return module.recur(carry, embedded_gates, annotations, projected, use_expected, sample_key)
 
 
-def _recurrence(module, carry, embedded_gates, sample_keys, annotations, projected,
-                use_expected):
+def _scanned_recurrence(module, carry, embedded_gates, sample_keys, annotations, projected,
+                        use_expected):
     """:meth:`DecoderStep.recur` scanned over T steps: embedded_gates ``[T, N, 4H]``, sample
     keys ``[T]`` or None -> (final carry, :class:`Recurrence` with a leading T axis)."""
     # Under the scan, autodiff would store act(W_a a + W_h h) ``[B, L, A]`` for every step (a
@@ -280,21 +283,31 @@ def _stop_deferred_kernel_gradients(variables):
     return {**variables, "params": params}
 
 
-_recurrence_without_deferred_gradients = nn.map_variables(
-    _recurrence, "params", trans_in_fn=_stop_deferred_kernel_gradients
-)
+def _recurrence_with_deferred_gradients(annotation_gradients: bool):
+    """:func:`_scanned_recurrence` with the backward pass of :func:`_recurrence_backward`;
+    without ``annotation_gradients`` the annotations are constants of the backward pass."""
 
+    def recurrence(module, carry, embedded_gates, sample_keys, annotations, projected,
+                   use_expected):
+        if not annotation_gradients:
+            annotations = jax.lax.stop_gradient(annotations)
+        return _scanned_recurrence(module, carry, embedded_gates, sample_keys, annotations,
+                                   projected, use_expected)
 
-def _recurrence_forward(module, carry, embedded_gates, sample_keys, annotations, projected,
-                        use_expected):
-    outputs, vjp = nn.vjp(_recurrence_without_deferred_gradients, module, carry,
-                          embedded_gates, sample_keys, annotations, projected, use_expected)
-    _, rec = outputs
-    kernel_inputs = {
-        "lstm_context": rec.gated,  # ẑ_t [T, N, D]
-        "lstm_hidden": jnp.concatenate([carry[1][None], rec.hidden[:-1]]),  # h_{t-1} [T, N, H]
-    }
-    return outputs, (vjp, kernel_inputs)
+    without_deferred_gradients = nn.map_variables(
+        recurrence, "params", trans_in_fn=_stop_deferred_kernel_gradients
+    )
+
+    def forward(module, carry, *inputs):
+        outputs, vjp = nn.vjp(without_deferred_gradients, module, carry, *inputs)
+        _, rec = outputs
+        kernel_inputs = {
+            "lstm_context": rec.gated,  # ẑ_t [T, N, D]
+            "lstm_hidden": jnp.concatenate([carry[1][None], rec.hidden[:-1]]),  # h_{t-1}
+        }
+        return outputs, (vjp, kernel_inputs)
+
+    return nn.custom_vjp(recurrence, forward_fn=forward, backward_fn=_recurrence_backward)
 
 
 def _recurrence_backward(residuals, cotangents):
@@ -317,7 +330,3 @@ def _recurrence_backward(residuals, cotangents):
         params[name] = {**params[name], "kernel": kernel + deferred}
     return ({**variables_t, "params": params}, *inputs_t)
 
-
-_scan_recurrence = nn.custom_vjp(
-    _recurrence, forward_fn=_recurrence_forward, backward_fn=_recurrence_backward
-)

@@ -119,6 +119,12 @@ class PrecomputedAnnotations(nn.Module):
         return annotations.astype(self.dtype)
 
 
+def annotations_have_gradients(encoder: nn.Module) -> bool:
+    """Whether training needs ∂loss/∂annotations: only a trainable CNN has parameters behind
+    them (frozen CNNs stop the gradient; precomputed annotations are data)."""
+    return getattr(encoder, "trainable", True) and not isinstance(encoder, PrecomputedAnnotations)
+
+
 def example_input(encoder: nn.Module) -> jnp.ndarray:
     """A one-row input of the shape and dtype ``encoder`` takes (for ``init``)."""
     if isinstance(encoder, PrecomputedAnnotations):

@@ -1,6 +1,11 @@
 """The benchmarked set-ups: the paper-scale decoder on precomputed annotations and the shapes
 config with its encoder, built exactly as ``sat train`` builds them."""
 
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
 import numpy as np
 
 from configs.shapes import get_config
@@ -46,3 +51,35 @@ def build(config, sizes):
     step = compile_train_step(model, tx, config.train, mesh, shardings)
     batch = parallel.global_batch(mesh, fake_batch(config, sizes, np.random.default_rng(0)))
     return mesh, model, state, step, batch
+
+
+CASES = {
+    "paper_soft": lambda: paper_config("soft"),
+    "paper_hard": lambda: paper_config("hard"),
+    "shapes_soft": lambda: shapes_config("soft"),
+    "shapes_hard": lambda: shapes_config("hard"),
+}
+
+
+class CompiledStep(NamedTuple):
+    step: Any  # the jitted train step
+    state: Any  # its initial state
+    batch: dict
+    compiled: Any  # the step lowered and compiled for this state and batch
+    compile_seconds: float
+    run_one: Callable[[], None]  # one step on the compiled program, state carried, blocking
+
+
+def compiled_step(config, sizes) -> CompiledStep:
+    """The train step of a case, compiled, with a function that runs one step of it."""
+    _, _, state, step, batch = build(config, sizes)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    compile_seconds = time.perf_counter() - start
+    holder = {"state": state}
+
+    def run_one():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        jax.block_until_ready(metrics)
+
+    return CompiledStep(step, state, batch, compiled, compile_seconds, run_one)

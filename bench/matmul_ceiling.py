@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.cases import build, paper_config  # noqa: E402
+from bench.cases import CASES, compiled_step  # noqa: E402
 from bench.common import (  # noqa: E402
     emit,
     equation_flops,
@@ -74,17 +74,10 @@ def isolated_matmul_times(jaxpr, rng) -> list[dict]:
 
 
 def run_case(name: str, config, sizes, peak: float, top: int) -> None:
-    _, _, state, step, batch = build(config, sizes)
-    compiled = step.lower(state, batch).compile()
-    holder = {"state": state}
-
-    def one():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready(metrics)
-
-    step_seconds = median_seconds(one, warmup=2, repeats=5)
+    case = compiled_step(config, sizes)
+    step_seconds = median_seconds(case.run_one, warmup=2, repeats=5)
     start = time.perf_counter()
-    rows = isolated_matmul_times(jax.make_jaxpr(step)(state, batch).jaxpr,
+    rows = isolated_matmul_times(jax.make_jaxpr(case.step)(case.state, case.batch).jaxpr,
                                  np.random.default_rng(0))
     flops = sum(r["count"] * r["gflop"] for r in rows) * 1e9
     matmul_seconds = sum(r["count"] * r["seconds"] for r in rows)
@@ -106,18 +99,15 @@ def run_case(name: str, config, sizes, peak: float, top: int) -> None:
     })
 
 
-CASES = {"paper_soft": lambda: paper_config("soft"), "paper_hard": lambda: paper_config("hard")}
-
-
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cases", default="paper_soft")
+    parser.add_argument("--cases", default="paper_soft",
+                        help="paper_soft and/or paper_hard (the shapes cases have convolutions)")
     parser.add_argument("--top", type=int, default=10, help="matmuls listed, slowest first")
     args = parser.parse_args()
     peak = matmul_gflops()
     for name in args.cases.split(","):
-        config, sizes = CASES[name]()
-        run_case(name, config, sizes, peak, args.top)
+        run_case(name, *CASES[name](), peak, args.top)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,10 @@ step); ``xla_gflop_per_step`` is XLA's own count, which sees a scan body only on
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-import jax  # noqa: E402
-
-from bench.cases import build, paper_config, shapes_config  # noqa: E402
+from bench.cases import CASES, compiled_step  # noqa: E402
 from bench.common import (  # noqa: E402
     compiled_flops,
     emit,
@@ -27,36 +24,19 @@ from bench.common import (  # noqa: E402
 
 
 def run_case(name: str, config, sizes, peak: float, repeats: int) -> None:
-    _, _, state, step, batch = build(config, sizes)
-    start = time.perf_counter()
-    compiled = step.lower(state, batch).compile()
-    compile_seconds = time.perf_counter() - start
-    flops = matmul_flops(step, state, batch)
-    holder = {"state": state}
-
-    def one():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready(metrics)
-
-    seconds = median_seconds(one, warmup=2, repeats=repeats)
+    case = compiled_step(config, sizes)
+    flops = matmul_flops(case.step, case.state, case.batch)
+    seconds = median_seconds(case.run_one, warmup=2, repeats=repeats)
     achieved = flops / seconds / 1e9
     emit("train_step", {
         "case": name, "batch": config.train.batch_size, "caption_length": sizes["length"],
         "step_seconds_median": round(seconds, 4),
         "images_per_second": round(config.train.batch_size / seconds, 1),
         "gflop_per_step": round(flops / 1e9, 2),
-        "xla_gflop_per_step": round(compiled_flops(compiled) / 1e9, 2),
+        "xla_gflop_per_step": round(compiled_flops(case.compiled) / 1e9, 2),
         "achieved_gflops": round(achieved, 1), "matmul_gflops": round(peak, 1),
-        "mfu": round(achieved / peak, 3), "compile_seconds": round(compile_seconds, 1),
+        "mfu": round(achieved / peak, 3), "compile_seconds": round(case.compile_seconds, 1),
     })
-
-
-CASES = {
-    "paper_soft": lambda: paper_config("soft"),
-    "paper_hard": lambda: paper_config("hard"),
-    "shapes_soft": lambda: shapes_config("soft"),
-    "shapes_hard": lambda: shapes_config("hard"),
-}
 
 
 def main():
@@ -66,8 +46,7 @@ def main():
     args = parser.parse_args()
     peak = matmul_gflops()
     for name in args.cases.split(","):
-        config, sizes = CASES[name]()
-        run_case(name, config, sizes, peak, args.repeats)
+        run_case(name, *CASES[name](), peak, args.repeats)
 
 
 if __name__ == "__main__":

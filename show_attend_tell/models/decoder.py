@@ -322,7 +322,7 @@ def _recurrence_backward(residuals, cotangents):
     """
     vjp, kernel_inputs = residuals
     variables_t, *inputs_t = vjp(cotangents)
-    gates_t = inputs_t[1]
+    _, gates_t, *_ = inputs_t  # cotangents of (carry, embedded_gates, ...)
     params = dict(variables_t["params"])
     for name, x in kernel_inputs.items():
         kernel = params[name]["kernel"]

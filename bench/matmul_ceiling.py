@@ -1,10 +1,9 @@
-"""The highest MFU the paper-scale train step can reach with this machine's XLA:CPU matmul
-kernels. Every matmul of the step (its jaxpr, a scan body once per iteration) is timed alone on
-random data of its own shapes, and the times are summed: that is the step's time if each
+"""An upper bound on the paper-scale train step's MFU with this machine's XLA:CPU matmul
+kernels. Every matmul of the step (its jaxpr, a scan body once per iteration) is timed alone
+on random data of its own shapes, and the times are summed: that is the step's time if each
 matmul ran as fast as it runs in isolation (operands hot in cache, the fastest of several
-runs) and everything else —
-attention's elementwise and memory-bound work, the softmax, Adam — were free. Its MFU is
-therefore an upper bound on the step's.
+runs) and everything else — attention's elementwise and memory-bound work, the softmax,
+Adam — were free. Prints one JSON line per case, with the slowest matmuls.
 
   .venv/bin/python bench/matmul_ceiling.py [--cases paper_soft,paper_hard] [--top 10]
 """

@@ -55,7 +55,8 @@ def summary(results: list[dict]) -> list[str]:
                          f"({r['achieved_gflops']} of {r['matmul_gflops']} GFLOP/s)  target ≥ 70 %")
     for r in by.get("matmul_ceiling", []):
         lines.append(f"MFU ceiling, {r['case']}: {r['mfu_ceiling']:.0%} if every matmul ran as "
-                     f"fast as alone and nothing else cost time (the step: {r['mfu_step']:.0%})")
+                     f"fast as alone and nothing else cost time; {r['mfu_bound']:.0%} with the "
+                     f"work no step can skip (the step: {r['mfu_step']:.0%})")
     for r in by.get("decode", []):
         if r["beam_size"] == 3:
             lines.append(f"beam search K 3: {r['images_per_second']} images/s  target ≥ 35")

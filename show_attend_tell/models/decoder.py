@@ -271,14 +271,18 @@ def _scanned_recurrence(module, carry, embedded_gates, sample_keys, annotations,
                    use_expected)
 
 
-# The LSTM's per-step weights whose gradients are taken after the scan; each is applied to
-# one Recurrence field (or the previous step's hidden state) and adds into the gates.
-_DEFERRED_KERNELS = ("lstm_context", "lstm_hidden")
+# The LSTM's per-step weights whose gradients are taken after the scan, each with what it
+# multiplies at every step, from the initial carry and the scan's Recurrence: both products
+# add into the gates.
+_DEFERRED_KERNEL_INPUTS = {
+    "lstm_context": lambda carry, rec: rec.gated,  # ẑ_t [T, N, D]
+    "lstm_hidden": lambda carry, rec: jnp.concatenate([carry[1][None], rec.hidden[:-1]]),  # h_{t-1}
+}
 
 
 def _stop_deferred_kernel_gradients(variables):
     params = dict(variables["params"])
-    for name in _DEFERRED_KERNELS:
+    for name in _DEFERRED_KERNEL_INPUTS:
         params[name] = {**params[name], "kernel": jax.lax.stop_gradient(params[name]["kernel"])}
     return {**variables, "params": params}
 
@@ -301,10 +305,8 @@ def _recurrence_with_deferred_gradients(annotation_gradients: bool):
     def forward(module, carry, *inputs):
         outputs, vjp = nn.vjp(without_deferred_gradients, module, carry, *inputs)
         _, rec = outputs
-        kernel_inputs = {
-            "lstm_context": rec.gated,  # ẑ_t [T, N, D]
-            "lstm_hidden": jnp.concatenate([carry[1][None], rec.hidden[:-1]]),  # h_{t-1}
-        }
+        kernel_inputs = {name: inputs_of(carry, rec)
+                         for name, inputs_of in _DEFERRED_KERNEL_INPUTS.items()}
         return outputs, (vjp, kernel_inputs)
 
     return nn.custom_vjp(recurrence, forward_fn=forward, backward_fn=_recurrence_backward)

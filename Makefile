@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BASE := $(VENV)/.installed
 TESTS := $(VENV)/.installed-tests
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo rehearsal bench clean
 
 install: $(TESTS)
 
@@ -32,6 +32,11 @@ test: $(TESTS) lint
 
 demo: $(BASE)
 	$(PY) -m show_attend_tell.demo
+
+# The Flickr8k workflow on a Flickr8k-shaped corpus, offline (launch/rehearsal.sh); the weight
+# import needs the convert extra, which the test stamp installs.
+rehearsal: $(TESTS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(PY) launch/rehearsal.sh
 
 bench: $(BASE)
 	$(PY) bench/run_all.py

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--beam_size", type=int, default=None)
     evaluate.add_argument("--checkpoint", default="latest", help="latest, best or a step")
     evaluate.add_argument("--num_images", type=int, default=0, help="0 = the whole split")
+    evaluate.add_argument("--objects", default=None,
+                          help="JSON of ground-truth objects per image id, for grounding metrics "
+                               "on datasets without them (e.g. the rehearsal's scenes.json)")
 
     caption = commands.add_parser("caption", help="caption image files, write overlays")
     caption.add_argument("--workdir", required=True)
@@ -68,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_argument("--out", default=None, help="cache folder (default config.data.feature_cache)")
     cache.add_argument("--batch_size", type=int, default=32)
     cache.add_argument("--overwrite", action="store_true", help="recompute splits already cached")
+
+    rehearsal = data_commands.add_parser(
+        "rehearsal", help="write a Flickr8k-shaped corpus of shapes photos (offline dress rehearsal)")
+    rehearsal.add_argument("--out", required=True, help="folder for the JSON, photos and scenes.json")
+    rehearsal.add_argument("--num_images", type=int, default=1500, help="images in all splits")
+    rehearsal.add_argument("--num_val", type=int, default=150, help="validation images")
+    rehearsal.add_argument("--num_test", type=int, default=200, help="test images")
+    rehearsal.add_argument("--seed", type=int, default=0)
 
     weights = commands.add_parser("weights", help="pretrained encoder weights")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True)
@@ -119,7 +130,7 @@ def run(args, overrides: list[str]) -> None:
         from show_attend_tell.evaluation import evaluate_checkpoint
 
         evaluate_checkpoint(args.workdir, args.split, args.beam_size, args.checkpoint,
-                            args.num_images)
+                            args.num_images, args.objects)
     elif args.command == "caption":
         from show_attend_tell.evaluation import caption_files
 
@@ -133,6 +144,12 @@ def run(args, overrides: list[str]) -> None:
         compare_runs(args.runs, args.out, args.images)
     elif args.command == "data" and args.data_command == "cache-features":
         _cache_features(args, overrides)
+    elif args.command == "data" and args.data_command == "rehearsal":
+        from show_attend_tell.data.rehearsal import write_corpus
+
+        path = write_corpus(args.out, args.num_images, args.num_val, args.num_test, args.seed)
+        print(f"wrote {path}, {args.num_images} photos and scenes.json; build it with "
+              f"sat data build karpathy/flickr8k --manual_dir {args.out}")
     elif args.command == "weights":
         _import_weights(args)
     elif args.command == "data":

@@ -140,9 +140,24 @@ def format_table(scores: dict, protocol: str) -> str:
     return "\n".join(lines)
 
 
+def attach_objects(results: list[dict], objects_path) -> None:
+    """Give each result the ground-truth objects of its image from ``objects_path``
+    (:func:`grounding.load_objects`), for datasets that have none of their own."""
+    from show_attend_tell.grounding import load_objects
+
+    objects = load_objects(objects_path)
+    missing = [r["image_id"] for r in results if r["image_id"] not in objects]
+    if missing:
+        raise ValueError(f"{objects_path}: no objects for {len(missing)} evaluated images, "
+                         f"e.g. image ids {missing[:5]}")
+    for result in results:
+        result["objects"] = objects[result["image_id"]]
+
+
 def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint="latest",
-                        num_images=0) -> dict:
-    """``sat evaluate``: decode ``split``, print the table, write eval/<split>_<step>.json."""
+                        num_images=0, objects=None) -> dict:
+    """``sat evaluate``: decode ``split``, print the table, write eval/<split>_<step>.json;
+    ``objects``: a JSON file of ground-truth objects per image id, to add grounding metrics."""
     config, vocab, model, params, step, mesh = load_for_inference(workdir, checkpoint)
     beam_size = beam_size or config.eval.beam_size
     split_name = {"val": config.data.val_split, "validation": config.data.val_split,
@@ -150,6 +165,8 @@ def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint="lates
     start = time.perf_counter()
     results = decode_split(model, params, config, vocab, split_name, mesh, beam_size=beam_size,
                            num_images=num_images)
+    if objects:
+        attach_objects(results, objects)
     scores = score_results(results)
     protocol = {
         "dataset": config.data.name, "split": split_name, "images": len(results),

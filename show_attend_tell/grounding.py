@@ -17,8 +17,10 @@ object with the phrase ``"<size> <colour> <shape>"`` (three consecutive words).
   centres lie in the (ungrown) box.
 """
 
+import json
 import math
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -120,3 +122,18 @@ def grounding_scores(examples: list[dict]) -> dict:
         "phrases_ambiguous": sum(p["status"] == "ambiguous" for p in phrases),
         "phrases_unmatched": sum(p["status"] == "unmatched" for p in phrases),
     }
+
+
+def load_objects(path) -> dict[int, list[dict]]:
+    """Ground-truth objects of a dataset without them (``sat evaluate --objects``): a JSON file
+    ``{"<image id>": {"objects": [{"bbox": [ymin, xmin, ymax, xmax] in 0..1 of the encoder's
+    centre crop, "size", "colour", "shape"}, ...]}, ...}`` -> image id -> objects."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        objects = {int(key): [{**obj, "bbox": tuple(float(v) for v in obj["bbox"])}
+                              for obj in value["objects"]] for key, value in data.items()}
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path}: expected a JSON object of image id -> {{'objects': [{{'bbox', "
+                         f"'size', 'colour', 'shape'}}]}} ({type(error).__name__}: {error})") from error
+    return objects

@@ -28,8 +28,7 @@ from show_attend_tell.checkpoints import CheckpointError, Checkpoints
 from show_attend_tell.cli import main
 from show_attend_tell.config_loading import ConfigError, config_from_args
 from show_attend_tell.data import pipeline
-from show_attend_tell.data.images import load_image_rgb
-from show_attend_tell.data.karpathy.builder import rgb_jpeg
+from show_attend_tell.data.images import encoded_rgb, load_image_rgb, resize_and_crop
 from show_attend_tell.data.vocab import END, UNK
 from show_attend_tell.train import train_and_evaluate
 
@@ -107,11 +106,11 @@ def test_odd_images_read_as_rgb_for_captioning_and_datasets(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(make())
     assert_halves(load_image_rgb(path, SIZE), left, right)  # `sat caption`
-    stored = rgb_jpeg(path)  # what the Karpathy builder stores, as training decodes it
-    assert_halves(pipeline.decode_image(tf.constant(stored), SIZE).numpy(), left, right)
+    stored = encoded_rgb(path)  # what the Karpathy builder stores, as training decodes it
+    assert_halves(resize_and_crop(tf.constant(stored), SIZE).numpy(), left, right)
 
 
-@pytest.mark.parametrize("reader", [lambda path: load_image_rgb(path, SIZE), rgb_jpeg],
+@pytest.mark.parametrize("reader", [lambda path: load_image_rgb(path, SIZE), encoded_rgb],
                          ids=["caption", "dataset"])
 @pytest.mark.parametrize("name", BAD_IMAGES)
 def test_unreadable_images_are_one_line_errors_naming_the_file(tmp_path, name, reader):
@@ -128,7 +127,7 @@ def test_image_over_the_decompression_limit_is_an_error_not_a_crash(tmp_path, mo
     path = tmp_path / "panorama.png"
     path.write_bytes(encoded(Image.new("RGB", (30, 20)), "PNG"))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 600 pixels > 2 x limit
-    for reader in (lambda p: load_image_rgb(p, SIZE), rgb_jpeg):
+    for reader in (lambda p: load_image_rgb(p, SIZE), encoded_rgb):
         with pytest.raises(ValueError, match=r"panorama.png: not a readable image.*exceeds limit"):
             reader(path)
 

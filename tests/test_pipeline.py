@@ -10,6 +10,7 @@ from PIL import Image
 from configs.shapes import get_config
 from show_attend_tell.data import pipeline
 from show_attend_tell.data.build import build_dataset
+from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.data.vocab import END, PAD, START
 from show_attend_tell.parallel import global_batch
 
@@ -146,7 +147,7 @@ def encoded(mode, fmt):
 @pytest.mark.parametrize("mode,fmt", [("L", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"),
                                       ("RGB", "JPEG")])
 def test_any_image_mode_becomes_rgb(mode, fmt):
-    image = pipeline.decode_image(tf.constant(encoded(mode, fmt)), 16)
+    image = resize_and_crop(tf.constant(encoded(mode, fmt)), 16)
     assert image.shape == (16, 16, 3) and image.dtype == tf.uint8
 
 

@@ -10,8 +10,9 @@ the input pipeline reads these instead of images and the captioner's encoder bec
 """
 
 import copy
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
@@ -22,6 +23,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from show_attend_tell.data import build
+from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.models.encoders import build_encoder, example_input
 
 METADATA = "cache.json"
@@ -83,19 +85,25 @@ def encoder_identity(encoder_config: ml_collections.ConfigDict) -> dict:
             "weights": str(encoder_config.get("weights", ""))}
 
 
+@functools.cache
+def _jitted_apply(encoder) -> Callable:
+    """One compiled forward pass per encoder (Flax modules hash by their settings), so caching
+    several splits in one command compiles once."""
+    return jax.jit(lambda params, images: encoder.apply({"params": params}, images))
+
+
 def _encoded_examples(config, split: str, batch_size: int) -> Iterator[tuple[str, dict]]:
     """(key, example) of ``split`` in file order, ``image`` replaced by annotations."""
-    from show_attend_tell.data.pipeline import decode_image
     from show_attend_tell.weights.pretrained import with_pretrained_encoder
 
     encoder = build_encoder(config.model.encoder, jnp.float32)
     params = encoder.init(jax.random.key(config.seed), example_input(encoder))["params"]
     params = with_pretrained_encoder({"encoder": params}, config.model.encoder)["encoder"]
-    encode = jax.jit(lambda params, images: encoder.apply({"params": params}, images))
+    encode = _jitted_apply(encoder)
     source = build.open_builder(config.data.name, config.data.data_dir, config.data.builder_config)
     examples = source.as_dataset(split=split, shuffle_files=False,
                                  decoders={"image": tfds.decode.SkipDecoding()})
-    examples = examples.map(lambda e: {**e, "image": decode_image(e["image"], encoder.image_size)},
+    examples = examples.map(lambda e: {**e, "image": resize_and_crop(e["image"], encoder.image_size)},
                             num_parallel_calls=tf.data.AUTOTUNE).prefetch(batch_size)
     index, pending = 0, []
     for example in [*examples.as_numpy_iterator(), None]:  # None: flush the last batch

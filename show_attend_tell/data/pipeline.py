@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from show_attend_tell.data import build, feature_cache
+from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.data.vocab import END, PAD, START, Vocabulary, tokenize
 
 log = logging.getLogger(__name__)
@@ -74,27 +75,14 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
     return index, count
 
 
-def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """JPEG/PNG bytes of any channel count -> uint8 ``[H, W, 3]`` (bilinear, antialiased)."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-
-    def resize():
-        resized = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-    # Images already at size (shapes at 64 px) pass through bit-exact.
-    same = tf.reduce_all(tf.shape(image)[:2] == image_size)
-    return tf.cond(same, lambda: image, resize)
-
-
-def decode_images(dataset: tf.data.Dataset, data: ml_collections.ConfigDict,
-                  image_size: int) -> tf.data.Dataset:
-    """Examples with ``image`` decoded to uint8 ``[H, W, 3]``, in order; a feature cache's
-    annotations pass through unchanged."""
+def read_images(dataset: tf.data.Dataset, data: ml_collections.ConfigDict,
+                image_size: int) -> tf.data.Dataset:
+    """Examples with ``image`` as the encoder's uint8 ``[S, S, 3]`` input
+    (:func:`resize_and_crop`), in order; a feature cache's annotations pass through."""
     if feature_cache.enabled(data):
         return dataset
-    return dataset.map(lambda example: {**example, "image": decode_image(example["image"], image_size)},
+    return dataset.map(lambda example: {**example,
+                                        "image": resize_and_crop(example["image"], image_size)},
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
@@ -191,7 +179,7 @@ class TrainIterator:
                                        reshuffle_each_iteration=False)
         # Once per image, before its captions are paired with it: decoding per pair decoded
         # every image five times.
-        pairs = (decode_images(images, self.data, self.image_size).flat_map(self._pairs)
+        pairs = (read_images(images, self.data, self.image_size).flat_map(self._pairs)
                  .filter(lambda pair: pair["length"] > 0)
                  # Spreads an image's captions over different batches; a few batches suffice.
                  .shuffle(8 * self.batch_size, seed=int(pair_seed), reshuffle_each_iteration=False))
@@ -323,7 +311,7 @@ def eval_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, split: st
     steps = -(-per_process // batch_size)
     shard = open_split(data, split, index, count, builder)
     image_shape = shard.element_spec["image"].shape  # annotations [L, D] in a feature cache
-    shard = decode_images(shard, data, image_size)
+    shard = read_images(shard, data, image_size)
     if not feature_cache.enabled(data):
         image_shape = (image_size, image_size, 3)
     shard = shard.prefetch(batch_size)

@@ -8,8 +8,10 @@
     # in Python: Karpathy(config="coco", data_dir=..., skip_bad_images=True)
 
 A missing or unreadable image stops the build with an error naming the file, unless
-``skip_bad_images=True``, which leaves it out and logs how many were skipped. Non-RGB or
-non-JPEG images are stored re-encoded as RGB JPEG.
+``skip_bad_images=True``, which leaves it out and logs how many were skipped. Images that
+are not RGB JPEG or PNG are stored re-encoded as lossless RGB PNG, by the same function
+``sat caption`` reads files with (``data/images.py``), so a photo gives the same pixels in
+training and in captioning.
 """
 
 import dataclasses
@@ -19,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
-from show_attend_tell.data.images import DECODE_ERRORS, to_rgb, unreadable
+from show_attend_tell.data.images import encoded_rgb
 from show_attend_tell.data.karpathy.annotations import ImageEntry, read_annotations
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ class KarpathyConfig(tfds.core.BuilderConfig):
 class Karpathy(tfds.core.GeneratorBasedBuilder):
     """Image-caption datasets with Karpathy & Fei-Fei's train/val/test(/restval) splits."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.",
+                     "1.1.0": "Images that are not RGB JPEG/PNG stored as lossless RGB PNG."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = __doc__
     BUILDER_CONFIGS = [
         KarpathyConfig(name="flickr8k", json_name="dataset_flickr8k.json",
@@ -87,7 +89,7 @@ class Karpathy(tfds.core.GeneratorBasedBuilder):
         for entry in entries:
             path = image_root / entry.filepath / entry.filename
             try:
-                image = rgb_jpeg(path)
+                image = encoded_rgb(path)
             except ValueError:
                 if not self.skip_bad_images:
                     raise
@@ -103,22 +105,3 @@ class Karpathy(tfds.core.GeneratorBasedBuilder):
         if skipped:
             log.warning("%s %s: skipped %d missing or unreadable images (skip_bad_images=True)",
                         self.builder_config.name, split, skipped)
-
-
-def rgb_jpeg(path: Path) -> bytes:
-    """The file's bytes when it is an RGB JPEG, else the image re-encoded as one; a
-    ``ValueError`` naming the file when it is missing or unreadable."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ValueError(f"{path}: image file missing or unreadable ({error.strerror})") from error
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()  # decodes everything: truncated files fail here, not in training
-            if image.format == "JPEG" and image.mode == "RGB":
-                return data
-            buffer = io.BytesIO()
-            to_rgb(image).save(buffer, format="JPEG", quality=95)
-            return buffer.getvalue()
-    except DECODE_ERRORS as error:
-        raise unreadable(path, error) from error

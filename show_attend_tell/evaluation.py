@@ -185,6 +185,17 @@ def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint="lates
     return report
 
 
+def image_captioner(config, vocab_size: int, model, params):
+    """(model, params) that caption image files. A run trained on a feature cache holds only
+    its decoder: the frozen encoder that wrote the cache is rebuilt in front of it (the same
+    weights file, or the same seeded init). Its annotations are float32 where the cache's were
+    float16, so a caption can differ from the cached image's only by that rounding."""
+    if not feature_cache.enabled(config.data):
+        return model, params
+    _, encoder_params = feature_cache.frozen_encoder(config.model.encoder, config.seed)
+    return build_captioner(config.model, vocab_size), {**params, "encoder": encoder_params}
+
+
 def caption_files(workdir, paths, out=None, beam_size=None, checkpoint="latest") -> int:
     """``sat caption``: print a caption per image file and write its attention overlay.
     Unreadable files are reported and skipped; returns how many failed."""
@@ -195,6 +206,7 @@ def caption_files(workdir, paths, out=None, beam_size=None, checkpoint="latest")
     from show_attend_tell.visualize import attention_overlay
 
     config, vocab, model, params, step, mesh = load_for_inference(workdir, checkpoint)
+    model, params = image_captioner(config, len(vocab), model, params)
     beam_size = beam_size or config.eval.beam_size
     out = Path(out) if out else Path(workdir) / "captions"
     out.mkdir(parents=True, exist_ok=True)

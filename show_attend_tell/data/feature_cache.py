@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,6 +26,7 @@ import tensorflow_datasets as tfds
 from show_attend_tell.data import build
 from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.models.encoders import build_encoder, example_input
+from show_attend_tell.weights.pretrained import with_pretrained_encoder
 
 METADATA = "cache.json"
 DATASET_NAME = "annotations"
@@ -85,6 +87,14 @@ def encoder_identity(encoder_config: ml_collections.ConfigDict) -> dict:
             "weights": str(encoder_config.get("weights", ""))}
 
 
+def frozen_encoder(encoder_config: ml_collections.ConfigDict, seed: int) -> tuple[nn.Module, dict]:
+    """The encoder a cache is written with and its parameters: ``encoder_config.weights``, or
+    the init from ``seed`` when there are none (so a run can rebuild it to caption files)."""
+    encoder = build_encoder(encoder_config, jnp.float32)
+    params = encoder.init(jax.random.key(seed), example_input(encoder))["params"]
+    return encoder, with_pretrained_encoder({"encoder": params}, encoder_config)["encoder"]
+
+
 @functools.cache
 def _jitted_apply(encoder) -> Callable:
     """One compiled forward pass per encoder (Flax modules hash by their settings), so caching
@@ -94,11 +104,7 @@ def _jitted_apply(encoder) -> Callable:
 
 def _encoded_examples(config, split: str, batch_size: int) -> Iterator[tuple[str, dict]]:
     """(key, example) of ``split`` in file order, ``image`` replaced by annotations."""
-    from show_attend_tell.weights.pretrained import with_pretrained_encoder
-
-    encoder = build_encoder(config.model.encoder, jnp.float32)
-    params = encoder.init(jax.random.key(config.seed), example_input(encoder))["params"]
-    params = with_pretrained_encoder({"encoder": params}, config.model.encoder)["encoder"]
+    encoder, params = frozen_encoder(config.model.encoder, config.seed)
     encode = _jitted_apply(encoder)
     source = build.open_builder(config.data.name, config.data.data_dir, config.data.builder_config)
     examples = source.as_dataset(split=split, shuffle_files=False,

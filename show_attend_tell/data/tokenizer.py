@@ -21,7 +21,6 @@ choice there depends on its read buffer, not on the text).
 
 import functools
 import re
-import sys
 import unicodedata
 
 
@@ -69,9 +68,9 @@ def _word_chars() -> str:
     """A regex character class of every letter, mark and decimal digit code point (the
     lexer's alphanumerics; marks keep scripts such as Devanagari in one word)."""
     ranges, start = [], None
-    for code in range(sys.maxunicode + 1):
-        # Surrogates cannot be in a str; outside the BMP everything is dropped (see _drop).
-        category = unicodedata.category(chr(code)) if code <= 0xFFFF else "Cs"
+    # Up to the BMP's end, + 1 to close the last range: beyond it everything is dropped.
+    for code in range(0x10000 + 1):
+        category = unicodedata.category(chr(code)) if code < 0x10000 else "Cn"
         inside = category[0] in "LM" or category == "Nd"
         if inside and start is None:
             start = code
@@ -116,23 +115,26 @@ def _drop(char: str) -> bool:
     return ord(char) > 0xFFFF or char in "\ufe0e\ufe0f\u200d\u2010"
 
 
-def _keeps_period(word: str, rest: str) -> bool:
-    """Whether ``word`` followed by "." is one token (an abbreviation); ``rest`` is the text
-    after the period."""
-    nxt = rest.lstrip()[:1]
+_NEXT_CHAR = re.compile(r"\s*(\S?)")
+_NEXT_WORD = re.compile(r"\s*([A-Za-z]+)(?=\s|$)")
+
+
+def _keeps_period(word: str, text: str, pos: int) -> bool:
+    """Whether ``word`` followed by "." is one token (an abbreviation); ``text[pos:]`` is
+    what follows the period."""
     lower = word.lower()
     if _patterns()["acronym"].fullmatch(word):
         return True
     if len(word) == 1 and word.isascii() and word.isalpha():
-        following = re.match(r"\s*([A-Za-z]+)(?=\s|$)", rest)
+        following = _NEXT_WORD.match(text, pos)
         return not (following and following.group(1) in _SENTENCE_STARTS)
     if lower in _ABBREVIATIONS:
         return True
     if lower in _CAPITALISED_ABBREVIATIONS:
-        return word[0].isupper() or rest[:1] in (",", ";", ":")
+        return word[0].isupper() or text[pos:pos + 1] in (",", ";", ":")
     if lower in _MIXED_CASE_ABBREVIATIONS:
         return not word.isupper()
-    return lower in _NUMBER_ABBREVIATIONS and nxt.isdigit()
+    return lower in _NUMBER_ABBREVIATIONS and _NEXT_CHAR.match(text, pos).group(1).isdigit()
 
 
 def _word_tokens(word: str, text: str, end: int) -> tuple[list[str], int]:
@@ -143,7 +145,7 @@ def _word_tokens(word: str, text: str, end: int) -> tuple[list[str], int]:
     while True:
         nxt = text[end:end + 1]
         if nxt and nxt in _APOSTROPHES:
-            after = text[end + 1:]
+            after = text[end + 1:end + 3]  # a window: slicing the rest is quadratic
             # "don't" -> do n't
             if word[-1:] in "nN" and after[:1] in ("t", "T") and \
                     not patterns["letter"].match(after[1:2] or " "):
@@ -154,10 +156,10 @@ def _word_tokens(word: str, text: str, end: int) -> tuple[list[str], int]:
                 tokens.append(word)
                 word, end = "'" + clitic.group()[1:], clitic.end()
                 continue
-            following = patterns["word"].match(after)
+            following = patterns["word"].match(text, end + 1)
             if following and re.match(r"[A-HJ-XZa-hj-xzn]$", word) and \
                     re.match(r"[^\W\d_]{2}", after):
-                word, end = word + nxt + following.group(), end + 1 + following.end()
+                word, end = word + nxt + following.group(), following.end()
                 continue
             if word in ("y", "Y") and nxt == "'":
                 tokens.append(word + nxt)
@@ -165,12 +167,12 @@ def _word_tokens(word: str, text: str, end: int) -> tuple[list[str], int]:
             if following and re.search(r"[aeiouyAEIOUY]$", word) and word.isalpha() and \
                     len(word) > 1 and \
                     re.match(r"[aeiouA-Z]", after):
-                word, end = word + nxt + following.group(), end + 1 + following.end()
+                word, end = word + nxt + following.group(), following.end()
                 continue
         break
     if word.lower() in _SPLIT_WORDS:
         tokens += [word[:3], word[3:]]
-    elif text[end:end + 1] == "." and _keeps_period(word, text[end + 1:]):
+    elif text[end:end + 1] == "." and _keeps_period(word, text, end + 1):
         tokens.append(word + ".")
         end += 1
     else:
@@ -230,7 +232,7 @@ def tokenize(text: str) -> list[str]:
         words = re.findall(r"[A-Za-z]+", text)
         if not _SPLIT_WORDS.intersection(word.lower() for word in words):
             last, period = plain.groups()
-            if period and _keeps_period(last, ""):
+            if period and _keeps_period(last, "", 0):
                 words[-1] += "."
             return [word.lower() for word in words]
     lowered = (token.lower() for token in ptb_tokens(text))

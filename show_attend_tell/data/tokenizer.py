@@ -110,8 +110,9 @@ def _patterns() -> dict[str, re.Pattern]:
 
 
 def _drop(char: str) -> bool:
-    """Characters the lexer deletes: emoji and others outside the BMP, variation selectors
-    and the zero-width joiner. They still separate words ("and🎉cat" -> and cat)."""
+    """Characters the lexer deletes as untokenisable: emoji and everything else outside the
+    BMP, variation selectors, the zero-width joiner, U+2010 HYPHEN. They still separate
+    words ("and🎉cat" -> and cat)."""
     return ord(char) > 0xFFFF or char in "\ufe0e\ufe0f\u200d\u2010"
 
 

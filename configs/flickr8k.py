@@ -8,7 +8,8 @@ Paper, Table 1 (Flickr8k, test): soft BLEU-1/2/3/4 67/44.8/29.9/19.5, METEOR 18.
 hard 67/45.7/31.4/21.3, METEOR 20.30 (paper's BLEU script; pycocoevalcap differs a little).
 Settings: VGG-19 conv5_4 14×14×512 frozen, vocabulary 10000, batch 64, length buckets,
 dropout 0.5, RMSProp (the paper's choice for Flickr8k), early stopping on validation BLEU-4.
-Variants: soft, hard, smoke, smoke_hard.
+Variants: soft, hard, smoke, smoke_hard; `:hard` uses the paper's summed reward, as in
+configs/coco.py (whose docstring says how to switch to the Theano code's per-token mean).
 """
 
 import ml_collections

@@ -55,6 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.attention_activation = "tanh"  # tanh (paper) | relu
     config.model.deep_output = True  # eq. 7
     config.model.deep_output_tanh = False  # the tanh the Theano code adds
+    config.model.init_activation = "tanh"  # tanh (paper, Theano code) | none (sgrvinod)
     config.model.p_expected = 0.5  # hard: probability of the expected context (§4.1)
     config.model.expected_switch = "image"  # image (paper) | batch (Theano code)
     config.model.dtype = "float32"  # compute dtype; params stay float32

@@ -8,11 +8,11 @@ penalty, clipped counts, document frequencies from the evaluated references). Sc
 Two of the tools need what may be missing, and neither takes the evaluation down with it:
   * SPICE needs Stanford CoreNLP models downloaded at first use, impossible offline; its
     value is always None, with the reason under ``notes``.
-  * the PTB tokenizer and METEOR run Java; without it the captions are tokenised by a
-    Python approximation of the PTB rules and METEOR is None, both explained under ``notes``.
+  * the PTB tokenizer and METEOR run Java; without it the captions are tokenised by
+    ``data.tokenizer.tokenize`` (tested equal to the PTB tokenizer) and METEOR is None, both
+    explained under ``notes``.
 """
 
-import re
 import shutil
 import subprocess
 from collections.abc import Hashable
@@ -21,28 +21,21 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
-from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS, PTBTokenizer
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+from show_attend_tell.data.tokenizer import tokenize
 
 SPICE_NOTE = ("SPICE is not computed: it needs Stanford CoreNLP models that pycocoevalcap "
               "downloads on first use, and this evaluation runs offline")
 
 
-def _python_tokenize(captions: dict[Hashable, list[str]]) -> dict[Hashable, list[str]]:
-    """Lower-case, split words from punctuation, drop PTBTokenizer's punctuation tokens."""
-    punctuation = set(PUNCTUATIONS)
-    return {
-        key: [" ".join(w for w in re.findall(r"[\w']+|[^\w\s]", text.lower())
-                       if w not in punctuation) for text in texts]
-        for key, texts in captions.items()
-    }
-
-
 def _tokenize(captions: dict[Hashable, list[str]], notes: dict) -> dict[Hashable, list[str]]:
-    """PTB tokenisation (COCO protocol), or the Python approximation when Java cannot run."""
+    """PTB tokenisation (COCO protocol), or its Python equal when Java cannot run."""
     if shutil.which("java") is None:
-        notes["tokenizer"] = ("Java not found: captions were tokenised by a Python "
-                              "approximation of the PTB tokenizer, not the COCO protocol")
-        return _python_tokenize(captions)
+        notes["tokenizer"] = ("Java not found: captions were tokenised by the Python "
+                              "re-implementation of the PTB tokenizer (data/tokenizer.py)")
+        return {key: [" ".join(tokenize(text)) for text in texts]
+                for key, texts in captions.items()}
     return PTBTokenizer().tokenize(
         {key: [{"caption": text} for text in texts] for key, texts in captions.items()}
     )

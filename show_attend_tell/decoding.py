@@ -13,8 +13,12 @@ Conventions of the result (:class:`DecodeResult`):
   * ``max_length`` counts emitted tokens, ``<end>`` included; a caption that has not emitted
     ``<end>`` after ``max_length`` steps is returned as it stands (``max_length`` words, no
     ``<end>``) rather than failing.
+  * beam search returns the best of the finished hypotheses and those still alive at
+    ``max_length``, all ranked by the same length-normalised score (an alive one counts its
+    ``max_length`` words as |y|): a 30-word caption with no room left for ``<end>`` competes
+    with a short finished one on equal terms.
   * ``scores`` are sums of log-probabilities of the emitted tokens, ``<end>`` included, never
-    length-normalised; length normalisation only ranks finished hypotheses.
+    length-normalised; length normalisation only ranks hypotheses.
   * ``<pad>`` and ``<start>`` are never emitted (they are not targets in training, so their
     probabilities mean nothing); log-probabilities are not renormalised after masking them.
 """
@@ -162,7 +166,10 @@ def _beam(model, variables, cache: DecodeCache, beam_size: int, max_length: int,
     length-normalised score), the others stay alive. Selecting from the top K (not 2K as in
     flax's WMT example) makes K = 1 exactly greedy search. The loop stops at ``max_length`` or
     once no alive hypothesis can still beat an image's best finished one: alive log-probs only
-    fall, and for alpha ≥ 0 the penalty grows with length, so ``alive / penalty(T)`` bounds them.
+    fall, and for alpha ≥ 0 the penalty grows with length, so ``alive / penalty(T)`` bounds them
+    and everything they can become, finished or cut at ``max_length``. The result is the best
+    by length-normalised score of the finished hypotheses and, when the loop reached
+    ``max_length``, of the alive ones (``Σ log p / penalty(T)``).
     """
     batch, num_locations = cache.annotations.shape[:2]
     k = beam_size
@@ -235,14 +242,19 @@ def _beam(model, variables, cache: DecodeCache, beam_size: int, max_length: int,
         finished_scores=jnp.full((batch, k), NEG_INF),
     ))
 
-    # An image with no finished hypothesis returns its best alive (unfinished) one.
-    has_finished = state.finished_scores[:, 0] > NEG_INF
+    # Hypotheses alive at max_length are complete captions too (cut, no <end>), ranked by
+    # the same normalised score; before max_length (the loop settled early) they cannot win.
     best_alive = jnp.argmax(state.alive_log_probs, axis=1)[:, None]
+    alive_score = jnp.where(state.step == max_length,
+                            _gather(state.alive_log_probs, best_alive)[:, 0] / max_penalty,
+                            NEG_INF)
+    has_finished = state.finished_scores[:, 0] > NEG_INF
+    use_alive = (alive_score > state.finished_scores[:, 0]) | ~has_finished
 
     def pick(finished, alive):
         finished, alive = finished[:, 0], _gather(alive, best_alive)[:, 0]
-        mask = has_finished.reshape((batch,) + (1,) * (finished.ndim - 1))
-        return jnp.where(mask, finished, alive)
+        mask = use_alive.reshape((batch,) + (1,) * (finished.ndim - 1))
+        return jnp.where(mask, alive, finished)
 
     tokens = pick(state.finished_tokens, state.alive_tokens)
     return DecodeResult(

@@ -21,7 +21,7 @@ def export_test_images(config, count: int, folder: Path) -> list[Path]:
     from show_attend_tell.data.vocab import Vocabulary
 
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = Vocabulary.load(WORKDIR / "vocab.json")
+    vocab = Vocabulary.load(WORKDIR / "vocab.json", dataset=config.data.name)
     batch = next(iter(pipeline.eval_batches(
         config, vocab, config.data.test_split, count, 64, num_images=count,
         process_index=0, process_count=1,

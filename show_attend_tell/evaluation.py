@@ -81,9 +81,11 @@ def decode_split(model, params, config, vocab, split, mesh, *, beam_size, num_im
 def score_results(results: list[dict]) -> dict:
     """Caption metrics for every dataset, grounding metrics where objects are known."""
     from show_attend_tell.caption_metrics import caption_scores
+    from show_attend_tell.data.tokenizer import detokenize
 
     references = {r["image_id"]: r["references"] for r in results}
-    candidates = {r["image_id"]: " ".join(r["words"]) for r in results}
+    # Words are PTB tokens; detokenize gives the text the PTB tokenizer reads back as them.
+    candidates = {r["image_id"]: detokenize(r["words"]) for r in results}
     scores = caption_scores(references, candidates)
     if results and results[0]["objects"] is not None:
         from show_attend_tell.grounding import grounding_scores
@@ -112,7 +114,8 @@ def load_for_inference(workdir, checkpoint="latest"):
     step = checkpoints.resolve(checkpoint)
     meta = checkpoints.restore_meta(step)
     config = config_from_dict(meta["config"])
-    vocab = Vocabulary.from_dict(meta["vocabulary"])
+    vocab = Vocabulary.from_dict(meta["vocabulary"], where=f"{workdir}: checkpoint {step}",
+                                 dataset=config.data.name)
     model_config = feature_cache.model_config(config)  # a precomputed encoder with a cache
     model = build_captioner(model_config, len(vocab))
     tx = make_optimizer(config.train, model_config.encoder)

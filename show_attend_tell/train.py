@@ -256,7 +256,9 @@ def restore_or_start(config, workdir: Path, checkpoints: Checkpoints):
             f"{workdir}: the saved config differs from this run's ({'; '.join(differences)}); "
             "use a new --workdir or the saved config"
         )
-    return Vocabulary.from_dict(meta["vocabulary"]), meta.get("data_iterator"), latest
+    vocab = Vocabulary.from_dict(meta["vocabulary"], where=f"{workdir}: checkpoint {latest}",
+                                 dataset=config.data.name)
+    return vocab, meta.get("data_iterator"), latest
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:

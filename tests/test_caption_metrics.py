@@ -57,3 +57,30 @@ def test_without_java_meteor_is_none_and_the_rest_still_scores(monkeypatch):
 def test_mismatched_ids_are_an_error():
     with pytest.raises(ValueError, match="same image ids"):
         caption_scores(REFERENCES, {1: "a red circle"})
+
+
+# Apostrophes (straight and curly), n't, hyphens, an acronym, brackets, times, an emoticon.
+MESSY = {
+    1: ["A man's red T-shirt, drying on a line."],
+    2: ["The dogs’ owner isn't home; it's 10:30 a.m. in the U.S. (Smith's St.)"],
+    3: ["A well-known double-decker bus 'tis rock'n'roll y'all, 1,000 people :)"],
+    4: ["Two 20-year-old women can't find AT&T's Mass. office..."],
+}
+
+
+@pytest.mark.slow
+def test_a_caption_decoded_from_its_references_vocabulary_ids_scores_perfectly():
+    """The model's best possible output: each reference encoded with the vocabulary built from
+    the references, decoded back to words, scored by ``sat evaluate``'s scoring code."""
+    from show_attend_tell.data.vocab import Vocabulary
+    from show_attend_tell.evaluation import score_results
+
+    vocab = Vocabulary.build(text for texts in MESSY.values() for text in texts)
+    results = [{"image_id": key, "references": texts, "objects": None,
+                "words": vocab.decode(vocab.encode(texts[0])).split()}
+               for key, texts in MESSY.items()]
+    scores = score_results(results)
+    perfect = caption_scores(MESSY, {key: texts[0] for key, texts in MESSY.items()})
+    assert scores["BLEU-4"] == pytest.approx(100.0)
+    assert scores["CIDEr"] == pytest.approx(perfect["CIDEr"], rel=1e-12)
+    assert scores["ROUGE-L"] == pytest.approx(100.0)

@@ -66,21 +66,22 @@ def sequence_log_probs(model, variables, annotation, sequences, length):
 
 
 def all_captions(max_length):
-    """Every finished caption of at most ``max_length`` tokens (<end> included)."""
-    return [(*words, END) for n in range(max_length) for words in itertools.product(WORDS, repeat=n)]
+    """Every caption beam search may return: finished ones of at most ``max_length`` tokens
+    (<end> included), and unfinished ones cut at ``max_length`` words."""
+    finished = [(*words, END) for n in range(max_length)
+                for words in itertools.product(WORDS, repeat=n)]
+    return finished + list(itertools.product(WORDS, repeat=max_length))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("alpha", [0.0, 1.5])
-def test_exhaustive_beam_finds_the_brute_force_best(seed, alpha):
-    model = tiny_model()
-    variables, annotations = decoder_variables(model, seed)
-    max_length = 3
+def assert_brute_force_best(model, variables, annotations, alpha, max_length=3):
+    """Exhaustive beam search returns, per image, the caption with the best
+    ``Σ log p / penalty(tokens)`` of all captions, finished or cut at ``max_length``."""
     # K ≥ the number of candidates at the last step makes beam search exhaustive.
     beam = len(WORDS) ** (max_length - 1) * (len(WORDS) + 1)
     result = decode_annotations(model, variables, annotations, beam_size=beam,
                                 max_length=max_length, length_normalization=alpha)
     captions = all_captions(max_length)
+    found_captions = []
     for image in range(annotations.shape[0]):
         log_probs = sequence_log_probs(model, variables, annotations[image], captions, max_length)
         ranked = log_probs / length_penalty(np.array([len(c) for c in captions]), alpha)
@@ -91,6 +92,28 @@ def test_exhaustive_beam_finds_the_brute_force_best(seed, alpha):
         assert np.all(np.asarray(result.tokens[image, length + 1:]) == 0)
         np.testing.assert_allclose(result.scores[image], log_probs[captions.index(best)],
                                    rtol=1e-5, atol=1e-5)
+        found_captions.append(found)
+    return found_captions
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("alpha", [0.0, 1.5])
+def test_exhaustive_beam_finds_the_brute_force_best(seed, alpha):
+    model = tiny_model()
+    variables, annotations = decoder_variables(model, seed)
+    assert_brute_force_best(model, variables, annotations, alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.5])
+def test_at_max_length_an_unfinished_caption_beats_a_worse_finished_one(alpha):
+    """With <end> nearly impossible, every finished caption scores about -1e4: the best
+    caption is one cut at max_length, though the (exhaustive) beam holds finished ones."""
+    model = tiny_model()
+    variables, annotations = decoder_variables(model, 8)
+    output = variables["params"]["step_module"]["output"]
+    output["bias"] = output["bias"].at[END].set(-1e4)
+    found = assert_brute_force_best(model, variables, annotations, alpha)
+    assert all(END not in caption and len(caption) == 3 for caption in found)
 
 
 def test_beam_one_is_greedy_and_beam_scores_are_teacher_forced_scores():

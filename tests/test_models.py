@@ -236,3 +236,66 @@ def test_forward_is_jitted_over_four_devices_with_sharded_batch(attention):
     reference = model.apply(variables, np.asarray(images), np.asarray(tokens),
                             key=jax.random.key(0), train=True)
     np.testing.assert_allclose(out.steps.logits, reference.steps.logits, atol=1e-4)
+
+
+def numpy_first_step(params, annotations, prev_tokens, init_tanh):
+    """One decoder step of the "sgrvinod" variant in float64 NumPy, from the equations:
+    h_0, c_0 = f_init(ā) (tanh'ed if ``init_tanh``); e_i = v·relu(W_a a_i + b_a + W_h h_0);
+    α = softmax(e); β = σ(W_β h_0 + b_β) ∈ R^D; ẑ = β ⊙ Σ α_i a_i; LSTM gates (i, f, g, o)
+    = E y W_e + h_0 W_h + b_h + ẑ W_z; logits = h_1 W_o + b_o (no deep output)."""
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params["step_module"])
+    a = np.asarray(annotations, np.float64)
+    mean = a.mean(axis=1)
+    h0 = mean @ p["init_hidden"]["kernel"] + p["init_hidden"]["bias"]
+    c0 = mean @ p["init_cell"]["kernel"] + p["init_cell"]["bias"]
+    if init_tanh:
+        h0, c0 = np.tanh(h0), np.tanh(c0)
+    att = p["attention"]
+    pre = (a @ att["annotation_projection"]["kernel"] + att["annotation_projection"]["bias"]
+           + (h0 @ att["hidden_projection"]["kernel"])[:, None])
+    e = (np.maximum(pre, 0.0) @ att["score"]["kernel"])[..., 0]
+    alpha = np.exp(e - e.max(-1, keepdims=True))
+    alpha /= alpha.sum(-1, keepdims=True)
+    gate = p["context_gate"]["Dense_0"]
+    beta = 1.0 / (1.0 + np.exp(-(h0 @ gate["kernel"] + gate["bias"])))
+    gated = beta * np.einsum("bl,bld->bd", alpha, a)
+    embedded = p["embed"]["embedding"][prev_tokens]
+    gates = (embedded @ p["lstm_embedded"]["kernel"] + h0 @ p["lstm_hidden"]["kernel"]
+             + p["lstm_hidden"]["bias"] + gated @ p["lstm_context"]["kernel"])
+    i, f, g, o = np.split(gates, 4, axis=-1)
+
+    def sigmoid(x):
+        return 1.0 / (1.0 + np.exp(-x))
+
+    c1 = sigmoid(f) * c0 + sigmoid(i) * np.tanh(g)
+    h1 = sigmoid(o) * np.tanh(c1)
+    return h1 @ p["output"]["kernel"] + p["output"]["bias"]
+
+
+@pytest.mark.parametrize("init_activation", ["none", "tanh"])
+def test_sgrvinod_mode_equals_a_numpy_forward_pass(init_activation):
+    """Vector gate, ReLU attention, no deep output and (``none``) no tanh on the initial
+    state: sgrvinod's DecoderWithAttention. Its first step's logits, from the scanned
+    teacher-forced pass and from the search step, equal the NumPy equations."""
+    model = tiny_model(gate="vector", attention_activation="relu", deep_output=False,
+                       init_activation=init_activation)
+    images, tokens = random_batch(batch=3, length=2)
+    variables = init(model, images, tokens)
+    annotations = model.apply(variables, images, method=Captioner.encode)
+    scanned = model.apply(variables, annotations, tokens, method=Captioner.decode).steps.logits
+    cache = model.apply(variables, annotations, method=Captioner.prepare)
+    _, step = model.apply(variables, cache, cache.carry, tokens[:, 0], method=Captioner.step)
+    expected = numpy_first_step(variables["params"], annotations, np.asarray(tokens[:, 0]),
+                                init_tanh=init_activation == "tanh")
+    np.testing.assert_allclose(scanned[:, 0], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(step.logits, expected, rtol=1e-5, atol=1e-5)
+    other = numpy_first_step(variables["params"], annotations, np.asarray(tokens[:, 0]),
+                             init_tanh=init_activation != "tanh")
+    assert np.abs(other - expected).max() > 1e-3  # the switch changes the logits
+
+
+def test_unknown_init_activation_is_a_clear_error():
+    model = tiny_model(init_activation="relu")
+    images, tokens = random_batch(batch=1, length=1)
+    with pytest.raises(ValueError, match=r"config.model.init_activation='relu'; expected"):
+        init(model, images, tokens)

@@ -1,31 +1,29 @@
 """Word vocabulary: one tokenisation for training targets, decoding and metric references.
 
-Ids 0..3 are the specials ``<pad>``, ``<start>``, ``<end>``, ``<unk>``; words follow in order of
-decreasing training-split frequency (ties alphabetical, so a build is reproducible).
+Words are :func:`show_attend_tell.data.tokenizer.tokenize`'s, the COCO caption protocol's
+(``"A man's T-shirt."`` -> ``a man 's t-shirt``), so a decoded caption can match its
+references token for token. Ids 0..3 are the specials ``<pad>``, ``<start>``, ``<end>``,
+``<unk>``; words follow in order of decreasing training-split frequency (ties alphabetical, so a
+build is reproducible).
 """
 
 import collections
 import json
-import re
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from show_attend_tell.data.tokenizer import tokenize
+
 PAD, START, END, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<start>", "<end>", "<unk>")
-FORMAT_VERSION = 1
+# 2: PTB tokenisation. Format 1 dropped apostrophes and split hyphens ("man's" -> mans,
+# "t-shirt" -> t shirt), words the COCO scoring never sees.
+FORMAT_VERSION = 2
+# Datasets whose captions format 1 tokenised exactly as format 2 does (lower-case words,
+# commas; pinned by tests/test_tokenizer.py), so their format-1 vocabularies stay valid.
+_FORMAT_1_UNCHANGED = ("shapes",)
 
-# Apostrophes are dropped rather than split on so "man's" stays one word ("mans").
-_APOSTROPHES = re.compile(r"['’`]")
-# Anything that is not a (Unicode) letter or digit separates words; emoji and punctuation vanish.
-_SEPARATORS = re.compile(r"[\W_]+")
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-cased words of ``text`` with punctuation stripped; ``"A dog, running!"`` ->
-    ``["a", "dog", "running"]``."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return _SEPARATORS.sub(" ", _APOSTROPHES.sub("", text)).split()
+__all__ = ["END", "FORMAT_VERSION", "PAD", "SPECIALS", "START", "UNK", "Vocabulary", "tokenize"]
 
 
 class Vocabulary:
@@ -85,24 +83,34 @@ class Vocabulary:
         return {"format_version": FORMAT_VERSION, "words": self.words}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Vocabulary":
+    def from_dict(cls, data: dict, where: str = "vocabulary",
+                  dataset: str | None = None) -> "Vocabulary":
+        """Inverse of :meth:`to_dict`; ``where`` names the source in errors, ``dataset`` (the
+        run's ``config.data.name``) decides whether a format-1 vocabulary is still valid."""
         words = data.get("words") if isinstance(data, dict) else None
         if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
-            raise ValueError("vocabulary: expected a dict with a 'words' list of strings")
+            raise ValueError(f"{where}: expected a dict with a 'words' list of strings")
         if tuple(words[: len(SPECIALS)]) != SPECIALS:
-            raise ValueError(f"vocabulary: the first words must be the specials {SPECIALS}")
+            raise ValueError(f"{where}: the first words must be the specials {SPECIALS}")
+        version = data.get("format_version", 1)
+        if version == 1 and dataset not in _FORMAT_1_UNCHANGED:
+            raise ValueError(
+                f"{where}: vocabulary format 1 uses the old tokenizer (\"man's\" -> mans), whose "
+                f"words the COCO scoring never produces; retrain in a new --workdir to build a "
+                f"format-{FORMAT_VERSION} vocabulary")
+        if version not in (1, FORMAT_VERSION):
+            raise ValueError(f"{where}: vocabulary format {version!r}; this version reads "
+                             f"formats 1 (shapes only) and {FORMAT_VERSION}")
         return cls(words[len(SPECIALS):])
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False))
 
     @classmethod
-    def load(cls, path) -> "Vocabulary":
+    def load(cls, path, dataset: str | None = None) -> "Vocabulary":
+        """A vocabulary file; ``dataset`` as in :meth:`from_dict`."""
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"{path}: not a readable vocabulary JSON file ({error})") from error
-        try:
-            return cls.from_dict(data)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from error
+        return cls.from_dict(data, where=str(path), dataset=dataset)

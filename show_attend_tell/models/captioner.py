@@ -127,6 +127,8 @@ def build_captioner(model_config, vocab_size: int) -> Captioner:
         attention_activation=model_config.attention_activation,
         deep_output=model_config.deep_output,
         deep_output_tanh=model_config.deep_output_tanh,
+        # Checkpoints saved before the switch existed used tanh.
+        init_activation=model_config.get("init_activation", "tanh"),
         dtype=dtype,
     )
     return Captioner(

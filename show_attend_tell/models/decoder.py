@@ -30,6 +30,8 @@ from show_attend_tell.models.attention import (
 )
 
 ATTENTION_MODES = ("soft", "hard")
+# §3.1.2's initial state: f_init then tanh (paper, Theano code) or f_init alone (sgrvinod's).
+INIT_ACTIVATIONS = ("tanh", "none")
 
 
 class StepOutput(NamedTuple):
@@ -91,6 +93,7 @@ class DecoderStep(nn.Module):
     attention_activation: str = "tanh"
     deep_output: bool = True
     deep_output_tanh: bool = False
+    init_activation: str = "tanh"
     dtype: jnp.dtype = jnp.float32
 
     def setup(self):
@@ -98,6 +101,11 @@ class DecoderStep(nn.Module):
             raise ValueError(
                 f"config.model.attention={self.attention_mode!r}; expected one of "
                 f"{list(ATTENTION_MODES)}"
+            )
+        if self.init_activation not in INIT_ACTIVATIONS:
+            raise ValueError(
+                f"config.model.init_activation={self.init_activation!r}; expected one of "
+                f"{list(INIT_ACTIVATIONS)}"
             )
         self.embed = nn.Embed(self.vocab_size, self.embed_dim, dtype=self.dtype)
         self.attention = AdditiveAttention(
@@ -119,12 +127,16 @@ class DecoderStep(nn.Module):
         self.output = nn.Dense(self.vocab_size, dtype=self.dtype)
 
     def initial_carry(self, annotations: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-        """§3.1.2: ``c_0 = tanh(f_init,c(ā))``, ``h_0 = tanh(f_init,h(ā))``.
+        """§3.1.2: ``c_0 = tanh(f_init,c(ā))``, ``h_0 = tanh(f_init,h(ā))`` (the Theano code's
+        tanh; ``init_activation='none'`` drops it, as sgrvinod's decoder does).
 
         a ``[B, L, D]`` -> (c_0, h_0), each ``[B, H]``.
         """
         mean = annotations.mean(axis=1)
-        return jnp.tanh(self.init_cell(mean)), jnp.tanh(self.init_hidden(mean))
+        cell, hidden = self.init_cell(mean), self.init_hidden(mean)
+        if self.init_activation == "tanh":
+            cell, hidden = jnp.tanh(cell), jnp.tanh(hidden)
+        return cell, hidden
 
     def project_annotations(self, annotations: jnp.ndarray) -> jnp.ndarray:
         """``W_a a_i`` (eq. 4), once per image: ``[B, L, D]`` -> ``[B, L, A]``."""

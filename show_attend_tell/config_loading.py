@@ -157,10 +157,16 @@ def flatten(data: dict, prefix: str = "") -> dict:
     return flat
 
 
+# Keys added after runs were saved, each with the value that does what the code did before it
+# existed: a saved config without one reads as having that value, so old runs still resume.
+ADDED_KEYS = {"model.init_activation": "tanh"}
+
+
 def config_differences(saved: dict, current: dict, ignore: set[str]) -> list[str]:
     """Keys whose values differ between two config dicts, ``ignore`` excepted, as
-    ``key: saved -> current`` lines."""
-    old, new = flatten(saved), flatten(current)
+    ``key: saved -> current`` lines; ``saved`` lacking a key of :data:`ADDED_KEYS` has its
+    old value."""
+    old, new = {**ADDED_KEYS, **flatten(saved)}, flatten(current)
     lines = []
     for key in sorted(set(old) | set(new)):
         if key in ignore:

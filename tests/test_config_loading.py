@@ -53,3 +53,12 @@ def test_dict_round_trip_and_differences():
     other = config_from_args("configs/shapes.py", ["train.steps=5", "model.hidden_dim=8"])
     diff = config_differences(config_to_dict(config), config_to_dict(other), {"train.steps"})
     assert diff == ["model.hidden_dim: 256 -> 8"]
+
+
+def test_a_run_saved_before_a_key_existed_compares_with_that_keys_old_value():
+    current = config_to_dict(config_from_args("configs/shapes.py", []))
+    saved = config_to_dict(config_from_args("configs/shapes.py", []))
+    del saved["model"]["init_activation"]  # written before the switch existed
+    assert config_differences(saved, current, set()) == []
+    changed = config_to_dict(config_from_args("configs/shapes.py", ["model.init_activation=none"]))
+    assert config_differences(saved, changed, set()) == ["model.init_activation: 'tanh' -> 'none'"]

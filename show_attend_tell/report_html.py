@@ -62,7 +62,7 @@ def run_essentials(run: dict) -> dict:
 
 def _table(headers: list[str], rows: list[list[str]], caption: str, cls: str) -> str:
     head = "".join(f'<th scope="col">{h}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
     return (f'<table class="{cls}"><caption>{caption}</caption><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
 

@@ -235,3 +235,32 @@ def test_page_in_headless_chromium(fake_runs, browser, tmp_path):
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_old_eval_json_and_moved_dataset_still_give_a_page(fake_runs, browser, tmp_path, capsys):
+    """An eval JSON from before attention was stored, of a run whose dataset has moved: one
+    line says the images are missing; the page shows the captions, words inert, no errors."""
+    _, runs, _ = fake_runs
+    run = tmp_path / "old"
+    (run / "eval").mkdir(parents=True)
+    config = json.loads((runs["soft"][0] / "config.json").read_text())
+    config["data"]["data_dir"] = str(tmp_path / "moved")
+    (run / "config.json").write_text(json.dumps(config))
+    report = dict(runs["soft"][1])
+    report["captions"] = [{"image_id": r["image_id"], "caption": r["caption"]} for r in report["captions"]]
+    (run / "eval" / "test_4.json").write_text(json.dumps(report))
+    compare_runs([str(run)], str(tmp_path / "report"), images=0)
+    printed = [line for line in capsys.readouterr().out.splitlines() if "not exported" in line]
+    assert len(printed) == 1 and "old: " in printed[0] and "is not built in" in printed[0]
+
+    from selenium.webdriver.common.by import By
+
+    browser.get((tmp_path / "report" / "index.html").as_uri())
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    cards = browser.find_elements(By.CSS_SELECTOR, "#cards .card")
+    assert len(cards) == 12 and "not exported" in cards[0].find_element(By.CLASS_NAME, "noimage").text
+    words = cards[0].find_elements(By.CSS_SELECTOR, "button.word")
+    assert [w.text for w in words] == report["captions"][0]["caption"].split()
+    assert all(not w.is_enabled() for w in words)
+    wrong = browser.find_element(By.CSS_SELECTOR, 'input[name="filter"][value="wrong"]')
+    assert not wrong.is_enabled()  # no objects stored: nothing to grade against

@@ -80,6 +80,12 @@
     var button = card.querySelector('button.word[data-run="' + run + '"][data-word="' + word + '"]');
     if (button) button.classList.add("shown");
   }
+  function unpin(card) {
+    var item = itemOf(card);
+    delete pinned[item.id];
+    card.querySelectorAll("button.word.pinned").forEach(function (b) { b.classList.remove("pinned"); });
+    restore(card, item);
+  }
   function restore(card, item) {
     var pin = pinned[item.id];
     if (pin) showAttention(card, item, pin.run, pin.word); else showAttention(card, item, null, 0);
@@ -105,6 +111,8 @@
       if (mark) button.title = { hit: "in the scene; attention on it", off: "in the scene; attention elsewhere",
                                  ok: "in the scene (several alike)", bad: "not in the scene" }[mark];
       if (!entry.a) button.disabled = true;
+      var pin = pinned[item.id];
+      if (pin && pin.run === run && pin.word === index) button.classList.add("pinned");
       line.appendChild(button);
       line.appendChild(document.createTextNode(" "));
     });
@@ -264,8 +272,9 @@
       } else if (event.key === "/") {
         document.getElementById("search").focus();
       } else if (event.key === "Escape") {
-        var focused = document.activeElement && document.activeElement.closest && document.activeElement.closest(".card");
-        if (focused) { var item = itemOf(focused); delete pinned[item.id]; focused.querySelectorAll("button.word.pinned").forEach(function (b) { b.classList.remove("pinned"); }); restore(focused, item); }
+        var focused = document.activeElement && document.activeElement.closest &&
+          document.activeElement.closest(".card");
+        if (focused) unpin(focused);
       } else {
         return;
       }

@@ -88,6 +88,8 @@ def plot_curves(runs: list[dict], key_prefix: str, out: Path, title: str) -> Pat
 
 def side_by_side_attention(runs: list[dict], out_dir: Path, count: int) -> list[Path]:
     """For the first ``count`` test images: one row per run, one panel per word."""
+    if count <= 0:
+        return []
     import numpy as np
 
     from show_attend_tell.data import pipeline

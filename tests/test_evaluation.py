@@ -75,3 +75,6 @@ def test_compare_reports_runs_and_what_they_lack(run_dir, tmp_path):
     page = (tmp_path / "report" / "index.html").read_text()
     assert f'<th scope="row">{run_dir.name}</th>' in page
     assert len(list((tmp_path / "report" / "images").iterdir())) == 12
+    compare_runs([str(run_dir)], str(tmp_path / "no_overlays"), images=0)  # --images 0
+    assert not list((tmp_path / "no_overlays").glob("attention_*.png"))
+    assert (tmp_path / "no_overlays" / "index.html").is_file()

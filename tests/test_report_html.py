@@ -264,3 +264,43 @@ def test_old_eval_json_and_moved_dataset_still_give_a_page(fake_runs, browser, t
     assert all(not w.is_enabled() for w in words)
     wrong = browser.find_element(By.CSS_SELECTOR, 'input[name="filter"][value="wrong"]')
     assert not wrong.is_enabled()  # no objects stored: nothing to grade against
+
+
+def test_a_thousand_images_are_paged(browser, tmp_path):
+    """1000 images × 2 runs: only one page of cards is in the DOM; keys and buttons page on."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from show_attend_tell.report_html import write_report
+
+    rng = np.random.default_rng(2)
+    runs = []
+    for name in ("a", "b"):
+        captions = []
+        for image_id in range(1000):
+            words = ["a", "small", "red", "circle"] if (image_id % 7 or name == "a") else ["a", "cat"]
+            captions.append(image_record({
+                "image_id": image_id, "words": words, "objects": None,
+                "alphas": rng.dirichlet(np.ones(CELLS), len(words)), "locations": np.zeros(len(words))}))
+        runs.append({"name": name, "path": tmp_path / name, "missing": [], "log": [],
+                     "config": {"model": {"attention": "soft"}},
+                     "test": {"protocol": {"split": "test"}, "metrics": {}, "captions": captions}})
+    browser.get(write_report(runs, tmp_path, {}).as_uri())
+
+    def positions():
+        cards = browser.find_elements(By.CSS_SELECTOR, ".card")
+        return [int(c.get_attribute("data-position")) for c in cards]
+
+    assert positions() == list(range(24))
+    browser.find_element(By.ID, "next").click()
+    assert positions() == list(range(24, 48))
+    ActionChains(browser).send_keys(Keys.PAGE_UP).perform()
+    assert positions() == list(range(24))
+    for _ in range(25):  # j past the last card of a page turns the page
+        ActionChains(browser).send_keys("j").perform()
+    assert positions() == list(range(24, 48))
+    assert browser.find_element(By.CSS_SELECTOR, ".card.current").get_attribute("data-position") == "24"
+    browser.find_element(By.CSS_SELECTOR, 'input[name="filter"][value="disagree"]').click()
+    assert browser.find_element(By.ID, "count").text == f"1–24 of {len(range(0, 1000, 7))} images"
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

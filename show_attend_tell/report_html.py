@@ -102,7 +102,8 @@ def metrics_table(runs: list[dict]) -> str:
                   "Test metrics (×100; ★ best per column)", "metrics")
 
 
-def _ticks(low: float, high: float, count: int = 4) -> list[float]:
+def _ticks(low: float, high: float, count: int = 4, integer: bool = False) -> list[float]:
+    """Round values in [low, high], at most about ``count`` + 1 of them (whole when ``integer``)."""
     if high <= low:
         return [low]
     step = 10 ** math.floor(math.log10((high - low) / count))
@@ -110,6 +111,8 @@ def _ticks(low: float, high: float, count: int = 4) -> list[float]:
         if (high - low) / (step * factor) <= count:
             step *= factor
             break
+    if integer:
+        step = max(1, round(step))
     first = math.ceil(low / step) * step
     return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
@@ -118,23 +121,24 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def curve_svg(runs: list[dict], key: str, width: int = 340, height: int = 190) -> str | None:
-    """One chart of ``key`` against step, a line per run; every point carries a <title>."""
+def curve_svg(runs: list[dict], key: str, width: int = 290, height: int = 170) -> str | None:
+    """One chart of ``key`` against step, a line per run; every point carries a <title>.
+    None when the runs logged ``key`` at fewer than two steps (no curve to draw)."""
     series = []
     for index, run in enumerate(runs):
         points = [(row["step"], row[key]) for row in run["log"]
                   if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
         if points:
             series.append((index, run["name"], points))
-    if not series:
-        return None
     xs = [x for _, _, pts in series for x, _ in pts]
+    if len(set(xs)) < 2:
+        return None
     ys = [y for _, _, pts in series for _, y in pts]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     if y1 <= y0:
         y0, y1 = y0 - 1, y1 + 1
-    left, right, top, bottom = 46, 10, 24, 26
+    left, right, top, bottom = 46, 18, 24, 26
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def sx(x):
@@ -151,9 +155,9 @@ def curve_svg(runs: list[dict], key: str, width: int = 340, height: int = 190) -
         parts.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{sy(tick):.1f}" '
                      f'y2="{sy(tick):.1f}"/><text class="tick" x="{left - 4}" y="{sy(tick) + 3:.1f}" '
                      f'text-anchor="end">{_number(tick)}</text>')
-    for tick in _ticks(x0, x1, 3):
+    for tick in _ticks(x0, x1, 3, integer=True):
         parts.append(f'<text class="tick" x="{sx(tick):.1f}" y="{height - 8}" '
-                     f'text-anchor="middle">{_number(tick)}</text>')
+                     f'text-anchor="middle">{int(tick)}</text>')
     for index, name, points in series:
         colour = PALETTE[index % len(PALETTE)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)

@@ -304,3 +304,18 @@ def test_a_thousand_images_are_paged(browser, tmp_path):
     browser.find_element(By.CSS_SELECTOR, 'input[name="filter"][value="disagree"]').click()
     assert browser.find_element(By.ID, "count").text == f"1–24 of {len(range(0, 1000, 7))} images"
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_curves_are_svg_with_every_point_titled():
+    from show_attend_tell.report_html import curve_svg
+
+    runs = [{"name": "a", "log": [{"step": 10, "val/CIDEr": 1.5}, {"step": 30, "val/CIDEr": 2.25},
+                                  {"step": 30, "train/loss": 9.0}]},
+            {"name": "b", "log": [{"step": 20, "val/CIDEr": float("nan")}, {"step": 20, "val/CIDEr": 4.0}]}]
+    svg = curve_svg(runs, "val/CIDEr")
+    assert re.findall(r"<title>(.*?)</title>", svg) == ["a step 10: 1.5", "a step 30: 2.25", "b step 20: 4"]
+    cx = [float(v) for v in re.findall(r'<circle cx="([\d.]+)"', svg)]
+    assert cx[0] < cx[2] < cx[1]  # x is the step
+    assert [int(t) for t in re.findall(r'text-anchor="middle">(\d+)<', svg)] == [10, 20, 30]
+    assert curve_svg(runs, "train/loss") is None  # one step: nothing to draw
+    assert curve_svg(runs, "val/BLEU-4") is None

@@ -175,6 +175,14 @@ def test_page_in_headless_chromium(fake_runs, browser, tmp_path):
         cells = [c.text.rstrip("★") for c in row.find_elements(By.TAG_NAME, "td")]
         assert cells == [f"{v:.2f}" for v in METRICS[name].values() if v is not None]
 
+    # hovering a chart reads out every run's value at the nearest logged step
+    chart = browser.find_element(By.CSS_SELECTOR, 'svg.chart[data-key="train/loss"]')
+    ActionChains(browser).move_to_element(chart).perform()  # the middle: nearest step 2 or 3
+    readout = browser.find_element(By.CLASS_NAME, "chart-readout").text
+    step = int(re.search(r"soft step (\d+)", readout).group(1))
+    assert step in (2, 3) and readout == (f"train/loss — soft step {step}: {3.0 / step:.4g} · "
+                                          f"hard step {step}: {3.0 / step + 1:.4g}")
+
     # every image on one page, all cards drawn
     soft, hard = runs["soft"][1]["captions"], runs["hard"][1]["captions"]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#cards .card")) == 12

@@ -75,7 +75,7 @@
     }
     cell.hidden = !hard;
     label.textContent = DATA.runs[run].name + ": “" + entry.w[word] + "” (peak α " +
-      entry.a.peak[word].toFixed(3) + (hard ? ", sampled cell " + entry.loc[word] : "") + ")";
+      entry.a.peak[word].toFixed(3) + (hard ? ", cell " + entry.loc[word] : "") + ")";
     label.hidden = false;
     var button = card.querySelector('button.word[data-run="' + run + '"][data-word="' + word + '"]');
     if (button) button.classList.add("shown");

@@ -52,10 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     caption.add_argument("--beam_size", type=int, default=None)
     caption.add_argument("--checkpoint", default="latest")
 
-    compare = commands.add_parser("compare", help="Markdown report comparing run directories")
+    compare = commands.add_parser(
+        "compare", help="Markdown and HTML (index.html) reports comparing run directories")
     compare.add_argument("runs", nargs="+")
     compare.add_argument("--out", default="report")
-    compare.add_argument("--images", type=int, default=3, help="test images to overlay")
+    compare.add_argument("--images", type=int, default=3,
+                         help="test images with overlay PNGs (0: none; index.html shows all)")
 
     data = commands.add_parser("data", help="datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)

@@ -2,7 +2,8 @@
 
 Reads each run directory (config.json, metrics.jsonl, eval/*.json) and writes
 ``<out>/README.md`` with the final test metrics, training time and steps, loss and validation
-curves (one line per run), and the attention of every run on the same test images.
+curves (one line per run), and the attention of every run on the same test images; and
+``<out>/index.html``, the same explorable in a browser (:mod:`show_attend_tell.report_html`).
 """
 
 import json
@@ -87,6 +88,8 @@ def plot_curves(runs: list[dict], key_prefix: str, out: Path, title: str) -> Pat
 
 def side_by_side_attention(runs: list[dict], out_dir: Path, count: int) -> list[Path]:
     """For the first ``count`` test images: one row per run, one panel per word."""
+    if count <= 0:
+        return []
     import numpy as np
 
     from show_attend_tell.data import pipeline
@@ -142,6 +145,30 @@ def compare_runs(run_dirs: list[str], out: str = "report", images: int = 3) -> P
         lines += [f"![{p.stem}]({p.name})" for p in overlays]
     report = out_dir / "README.md"
     report.write_text("\n".join(lines) + "\n")
+    page = write_html(runs, out_dir)
     print(metrics_table(runs))
-    print(f"wrote {report}")
+    print(f"wrote {report} and {page}")
     return report
+
+
+def write_html(runs: list[dict], out_dir: Path) -> Path:
+    """``<out>/index.html`` and the evaluated test images beside it (``images/``)."""
+    from show_attend_tell.report_html import write_report
+    from show_attend_tell.report_images import export_images
+
+    for run in runs:
+        run["trained_steps"], run["train_seconds"] = training_summary(run["log"])
+    images: dict[int, str] = {}
+    for run in runs:
+        if not run["test"] or "data" not in run["config"]:
+            continue
+        wanted = [c["image_id"] for c in run["test"]["captions"] if c["image_id"] not in images]
+        if not wanted:
+            continue
+        try:
+            images.update(export_images(run["config"]["data"], run["test"]["protocol"]["split"],
+                                        wanted, out_dir))
+        except (OSError, ValueError, KeyError) as error:  # a moved or deleted dataset
+            print(f"sat compare: {run['name']}: test images not exported ({error}); the page "
+                  "shows captions without pictures")
+    return write_report(runs, out_dir, images)

@@ -18,6 +18,7 @@ from show_attend_tell import parallel
 from show_attend_tell.checkpoints import Checkpoints
 from show_attend_tell.config_loading import config_from_dict
 from show_attend_tell.data import feature_cache
+from show_attend_tell.eval_records import image_record
 from show_attend_tell.models.captioner import build_captioner
 
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
@@ -177,8 +178,7 @@ def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint="lates
         "attention": config.model.attention, "seconds": round(time.perf_counter() - start, 1),
     }
     report = {"protocol": protocol, "metrics": scores,
-              "captions": [{"image_id": r["image_id"], "caption": " ".join(r["words"])}
-                           for r in results]}
+              "captions": [image_record(r) for r in results]}
     if jax.process_index() == 0:
         out = Path(workdir) / "eval" / f"{split_name}_{step}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

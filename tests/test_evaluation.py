@@ -1,5 +1,6 @@
 """`sat evaluate`, `sat caption` and `sat compare` on a run trained for two steps."""
 
+import base64
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 from show_attend_tell.cli import main
 from show_attend_tell.compare import compare_runs
 from show_attend_tell.config_loading import config_from_args
+from show_attend_tell.grounding import scene_correct
 from show_attend_tell.train import train_and_evaluate
 
 pytestmark = pytest.mark.slow
@@ -32,6 +34,15 @@ def test_evaluate_writes_metrics_for_every_test_image(run_dir, capsys):
         assert name in report["metrics"]
     assert report["metrics"]["SPICE"] is None
     assert "CIDEr" in capsys.readouterr().out
+    for record in report["captions"]:  # what the HTML report draws, per image
+        words = record["caption"].split()
+        cells = record["attention"]["cells"]
+        assert cells == 64  # the smoke encoder's 8×8 map
+        assert len(record["attention"]["peak"]) == len(record["locations"]) == len(words)
+        q = np.frombuffer(base64.b64decode(record["attention"]["q"]), np.uint8).reshape(len(words), cells)
+        assert np.all(q.max(axis=1) == 255)  # each word scaled to its own peak
+        assert all(0 <= loc < cells for loc in record["locations"])
+        assert record["scene_correct"] == scene_correct(words, record["objects"])
 
 
 def test_caption_writes_overlays_and_survives_a_bad_file(run_dir, tmp_path, capsys):
@@ -61,3 +72,9 @@ def test_compare_reports_runs_and_what_they_lack(run_dir, tmp_path):
     assert "never_trained** lacks: metrics.jsonl" in text
     assert (tmp_path / "report" / "training.png").is_file()
     assert list((tmp_path / "report").glob("attention_0_*.png"))
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert f'<th scope="row">{run_dir.name}</th>' in page
+    assert len(list((tmp_path / "report" / "images").iterdir())) == 12
+    compare_runs([str(run_dir)], str(tmp_path / "no_overlays"), images=0)  # --images 0
+    assert not list((tmp_path / "no_overlays").glob("attention_*.png"))
+    assert (tmp_path / "no_overlays" / "index.html").is_file()

@@ -27,27 +27,49 @@ def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
+def workdir_path(text: str) -> str:
+    """A run directory argument: an empty one would silently mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; expected a run directory such as runs/mine")
+    return text
+
+
+def checkpoint_choice(text: str) -> str:
+    if text not in ("latest", "best") and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected latest, best or a step number")
+    return text
+
+
+CHECKPOINT_HELP = ("latest, best or a step (default: the best validated step where the run "
+                   "kept one, else the latest)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train (or resume) a captioner")
     train.add_argument("--config", required=True, help="configs/<name>.py[:variant]")
-    train.add_argument("--workdir", required=True, help="run directory (resumes if it has one)")
+    train.add_argument("--workdir", required=True, type=workdir_path,
+                       help="run directory (resumes if it has one)")
+    train.add_argument("--resume_from", choices=("latest", "verified"), default="latest",
+                       help="latest: stop if the latest checkpoint fails verification; verified: "
+                            "resume from the newest step that verifies (later ones are moved "
+                            "to checkpoints/.corrupt/)")
 
     evaluate = commands.add_parser("evaluate", help="caption a split and score it")
-    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--workdir", required=True, type=workdir_path)
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--beam_size", type=int, default=None)
-    evaluate.add_argument("--checkpoint", default="latest", help="latest, best or a step")
+    evaluate.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
     evaluate.add_argument("--num_images", type=int, default=0, help="0 = the whole split")
 
     caption = commands.add_parser("caption", help="caption image files, write overlays")
-    caption.add_argument("--workdir", required=True)
+    caption.add_argument("--workdir", required=True, type=workdir_path)
     caption.add_argument("images", nargs="+")
     caption.add_argument("--out", default=None, help="overlay folder (default WORKDIR/captions)")
     caption.add_argument("--beam_size", type=int, default=None)
-    caption.add_argument("--checkpoint", default="latest")
+    caption.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
 
     compare = commands.add_parser("compare", help="Markdown report comparing run directories")
     compare.add_argument("runs", nargs="+")
@@ -114,7 +136,7 @@ def run(args, overrides: list[str]) -> None:
         from show_attend_tell.config_loading import config_from_args
         from show_attend_tell.train import train_and_evaluate
 
-        train_and_evaluate(config_from_args(args.config, overrides), args.workdir)
+        train_and_evaluate(config_from_args(args.config, overrides), args.workdir, args.resume_from)
     elif args.command == "evaluate":
         from show_attend_tell.evaluation import evaluate_checkpoint
 

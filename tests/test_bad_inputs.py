@@ -31,16 +31,20 @@ from show_attend_tell.data import pipeline
 from show_attend_tell.data.images import load_image_rgb
 from show_attend_tell.data.karpathy.builder import rgb_jpeg
 from show_attend_tell.data.vocab import END, UNK
+from show_attend_tell.digests import write_digest
 from show_attend_tell.train import train_and_evaluate
+from show_attend_tell.workdir_lock import LOCK_FILE
 
 SIZE = 32
 
 
 # ------------------------------------------------------------------------------ helpers
 def snapshot(*folders: Path) -> dict:
-    """Every file under ``folders`` -> (bytes, mtime in ns)."""
+    """Every file under ``folders`` -> (bytes, mtime in ns); the workdir lock file, which
+    records its last holder, is bookkeeping rather than a result and is left out."""
     return {path: (path.read_bytes(), path.stat().st_mtime_ns)
-            for folder in folders for path in sorted(folder.rglob("*")) if path.is_file()}
+            for folder in folders for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != LOCK_FILE}
 
 
 def sat(argv: list[str], capsys) -> tuple[int, str]:
@@ -266,12 +270,14 @@ def trained(tmp_path_factory, tiny_shapes):
 
 
 def edited_copy(workdir: Path, target: Path, change) -> Path:
-    """A copy of ``workdir`` whose last checkpoint's metadata JSON went through ``change``."""
+    """A copy of ``workdir`` whose last checkpoint's metadata JSON went through ``change``
+    (and a digest of the result, as the writer of such a checkpoint would have made)."""
     shutil.copytree(workdir, target)
     meta_file = next((target / "checkpoints" / str(STEPS) / "meta").glob("*"))
     meta = json.loads(meta_file.read_text())
     change(meta)
     meta_file.write_text(json.dumps(meta))
+    write_digest(target / "checkpoints" / str(STEPS))
     return target
 
 

@@ -10,6 +10,7 @@ import pytest
 from configs.shapes import get_config
 from show_attend_tell import parallel
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints
+from show_attend_tell.digests import write_digest
 from show_attend_tell.models.captioner import build_captioner
 from show_attend_tell.train import make_optimizer, sharded_state
 
@@ -64,6 +65,7 @@ def test_unknown_format_and_missing_checkpoints(tmp_path):
     meta = json.loads(meta_file.read_text())
     meta["format"] = "show_attend_tell/99"
     meta_file.write_text(json.dumps(meta))
+    write_digest(tmp_path / "checkpoints" / "1")  # as the other version would have
     with pytest.raises(CheckpointError, match="format 'show_attend_tell/99' is not"):
         Checkpoints(tmp_path, read_only=True).restore_meta(1)
     with pytest.raises(CheckpointError, match="no checkpoints/ directory"):

@@ -10,6 +10,22 @@ from PIL import Image, UnidentifiedImageError
 DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError)
 
 
+# Decoded pixels one image may have (JPEGs count after reduced-scale decoding): 64 megapixels
+# is ~190 MB as RGB. Pillow's own limit (Image.MAX_IMAGE_PIXELS, 89 M; an error only past 179 M)
+# lets a 13000 x 13000 PNG through with a warning and a 1 GB spike.
+PIXEL_BUDGET = 64_000_000
+
+
+def check_pixel_budget(image: Image.Image, path) -> None:
+    """Raise ValueError naming ``path`` when decoding ``image`` (opened, not yet loaded) would
+    exceed :data:`PIXEL_BUDGET`."""
+    width, height = image.size
+    if width * height > PIXEL_BUDGET:
+        raise ValueError(f"{path}: {width}x{height} pixels ({width * height / 1e6:.0f} megapixels) "
+                         f"exceeds the {PIXEL_BUDGET // 1_000_000}-megapixel decoding budget; "
+                         "downscale the image first")
+
+
 def unreadable(path, error: Exception) -> ValueError:
     """The one-line error for an image file Pillow cannot decode."""
     return ValueError(f"{path}: not a readable image, expected a JPEG, PNG or other file "
@@ -42,6 +58,7 @@ def load_image_rgb(path, size: int) -> np.ndarray:
             # A JPEG decodes at 1/2..1/8 scale when that still covers ``size``: a 50-megapixel
             # photo then costs about what a small one does. Other formats ignore this.
             image.draft(image.mode, (size, size))
+            check_pixel_budget(image, path)
             image.load()
             rgb = to_rgb(image)
     except DECODE_ERRORS as error:

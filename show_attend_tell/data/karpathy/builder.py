@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from show_attend_tell.data.images import DECODE_ERRORS, to_rgb, unreadable
+from show_attend_tell.data.images import DECODE_ERRORS, check_pixel_budget, to_rgb, unreadable
 from show_attend_tell.data.karpathy.annotations import ImageEntry, read_annotations
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def rgb_jpeg(path: Path) -> bytes:
         raise ValueError(f"{path}: image file missing or unreadable ({error.strerror})") from error
     try:
         with Image.open(io.BytesIO(data)) as image:
+            check_pixel_budget(image, path)
             image.load()  # decodes everything: truncated files fail here, not in training
             if image.format == "JPEG" and image.mode == "RGB":
                 return data

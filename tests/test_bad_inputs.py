@@ -333,6 +333,8 @@ def test_checkpoint_whose_optimizer_state_differs_is_one_line(tmp_path):
     (["train", "--config", "configs/shapes.py", "--workdir", "run", "--config.train.steps"],
      "--config.train.steps needs a value: --config.<key>=<value>"),
     (["evaluate", "--workdir", "run", "--beam_size", "three"], "invalid int value: 'three'"),
+    (["evaluate", "--workdir", "run", "--checkpoint", "newest"],
+     "'newest': expected latest, best or a step number"),
 ])
 def test_missing_or_mistyped_flags_print_usage_and_exit_2(argv, message, capsys):
     code, err = sat(argv, capsys)

@@ -73,3 +73,19 @@ def test_unknown_format_and_missing_checkpoints(tmp_path):
     (tmp_path / "fresh" / "checkpoints").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="no checkpoint to restore"):
         Checkpoints(tmp_path / "fresh", read_only=True).resolve("latest")
+
+
+def test_default_choice_is_the_best_validated_step_else_the_latest(tmp_path):
+    state = state_for()
+    meta = {"config": {"train": {"eval_metric": "CIDEr"}}}
+    checkpoints = Checkpoints(tmp_path, keep=2, best_metric="CIDEr")
+    checkpoints.save(1, state, meta)
+    reader = Checkpoints(tmp_path, read_only=True)  # as `sat evaluate` opens a run
+    assert reader.choose(None) == (1, "latest: no validated step kept (default)")
+    for step, cider in [(2, 50.0), (3, 10.0), (4, None)]:
+        checkpoints.save(step, state, meta, {"CIDEr": cider} if cider is not None else None)
+    reader = Checkpoints(tmp_path, read_only=True)
+    assert reader.choose(None) == (2, "best validation CIDEr (default)")
+    assert reader.choose("best") == (2, "best (--checkpoint)")
+    assert reader.choose("latest") == (4, "latest (--checkpoint)")
+    assert reader.choose("3") == (3, "given step")

@@ -116,23 +116,29 @@ def load_chosen(workdir, checkpoint=None, attempts: int = 3):
     that a running ``sat train`` prunes while it is read is chosen again (the same rule on what
     is left) and the note says so; a step given by number is not replaced."""
     checkpoints = Checkpoints(workdir, read_only=True)
+    given = checkpoint is not None and str(checkpoint).isdigit()
     notes = []
     try:
         for attempt in range(attempts):
-            step, how = checkpoints.choose(checkpoint)
+            listed, step = set(checkpoints.steps()), None
             try:
+                step, how = checkpoints.choose(checkpoint)
                 loaded = _restore_for_inference(checkpoints, step)
             except Exception:
-                if checkpoints.step_dir(step).exists():
-                    raise
-                if (checkpoint is not None and str(checkpoint).isdigit()) or attempt == attempts - 1:
-                    raise CheckpointError(
-                        f"{checkpoints.step_dir(step)}: removed while it was read (pruned by a "
-                        "running `sat train`?); run again or pass another --checkpoint") from None
-                notes.append(f"step {step} was pruned while read")
-                print(f"note: checkpoint step {step} was removed while it was read (pruned by a "
-                      "running `sat train`?); choosing again", file=sys.stderr)
                 checkpoints.reload()
+                vanished = sorted(listed - set(checkpoints.steps()))
+                if not vanished or (step is not None and step not in vanished):
+                    raise  # not a step pruned under us
+                if given or attempt == attempts - 1:
+                    raise CheckpointError(
+                        f"{checkpoints.step_dir(vanished[-1])}: removed while it was read (pruned "
+                        "by a running `sat train`?); run again or pass another --checkpoint"
+                    ) from None
+                notes.append(f"step {step if step is not None else vanished[-1]} was pruned "
+                             "while read")
+                print(f"note: checkpoint step {step if step is not None else vanished[-1]} was "
+                      "removed while it was read (pruned by a running `sat train`?); choosing "
+                      "again", file=sys.stderr)
                 continue
             return (*loaded, step, "; ".join([how, *notes]))
     except CorruptCheckpoint as error:

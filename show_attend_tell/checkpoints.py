@@ -18,7 +18,12 @@ have none in any step: they load, reported as unverified; a step without a diges
 whose other steps have one is an error.
 """
 
+import contextlib
+import errno
+import os
+import secrets
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -42,6 +47,9 @@ PENDING = ".pending-digest-"
 # an earlier verified step.
 CORRUPT = ".corrupt"
 VERIFIED, UNVERIFIED = "verified", "unverified (saved without a digest)"
+# A reader's hard-linked copy of the step it reads: ``.pinned-<host>-<pid>-<random>/``. Pruning
+# unlinks the step's names, never the files' contents, so the copy stays whole.
+PINNED = ".pinned-"
 
 
 class CheckpointError(RuntimeError):
@@ -80,6 +88,7 @@ class Checkpoints:
         if not read_only:
             self._remove_interrupted_saves()
             self._finish_pending_digests()
+            self._remove_abandoned_pins()
         self._verified: dict[int, str] = {}
         self.manager = ocp.CheckpointManager(
             self.directory,
@@ -115,6 +124,49 @@ class Checkpoints:
             if step_dir.is_dir() and not digests.has_digest(step_dir):
                 digests.write_digest(step_dir)
             marker.unlink()
+
+    def _remove_abandoned_pins(self) -> None:
+        """Pinned copies left by readers of this host that were killed."""
+        if jax.process_index() != 0 or not self.directory.is_dir():
+            return
+        for pin in self.directory.glob(f"{PINNED}*"):
+            host, _, rest = pin.name[len(PINNED):].rpartition("-")[0].rpartition("-")
+            if host == socket.gethostname() and rest.isdigit() and not _alive(int(rest)):
+                shutil.rmtree(pin, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def pinned(self, step: int):
+        """A read-only :class:`Checkpoints` over a hard-linked copy of ``step``, so that a
+        running ``sat train`` pruning the step cannot remove files while they are read; the copy
+        is removed afterwards. Where links cannot be made (read-only folder, no hard links) the
+        step is read in place. A step removed before the copy was complete raises
+        FileNotFoundError."""
+        self.verify(step, state=False)  # a digest deleted in a digested run stays an error
+        source = self.step_dir(step)
+        root = self.directory / f"{PINNED}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            for path in sorted(source.rglob("*")):
+                target = root / "checkpoints" / str(step) / path.relative_to(source)
+                if path.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(path, target)
+            if not source.is_dir():  # renamed for deletion while linking: the copy may lack files
+                raise FileNotFoundError(errno.ENOENT, "step removed while pinned", str(source))
+        except FileNotFoundError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        except OSError:
+            shutil.rmtree(root, ignore_errors=True)
+            yield self
+            return
+        reader = Checkpoints(root, read_only=True)
+        try:
+            yield reader
+        finally:
+            reader.close()
+            shutil.rmtree(root, ignore_errors=True)
 
     def _empty_trash(self) -> None:
         if jax.process_index() == 0:
@@ -307,6 +359,16 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _first_line(error: Exception) -> str:

@@ -112,9 +112,10 @@ def load_for_inference(workdir, checkpoint=None):
 
 
 def load_chosen(workdir, checkpoint=None, attempts: int = 3):
-    """:func:`load_for_inference` plus how the step was chosen. Readers take no lock: a step
-    that a running ``sat train`` prunes while it is read is chosen again (the same rule on what
-    is left) and the note says so; a step given by number is not replaced."""
+    """:func:`load_for_inference` plus how the step was chosen. Readers take no lock: the
+    chosen step is pinned (hard-linked, see ``Checkpoints.pinned``) so a running ``sat train``
+    can prune it while it is read; a step pruned before it was pinned is chosen again (the
+    same rule on what is left) and the note says so; a step given by number is not replaced."""
     checkpoints = Checkpoints(workdir, read_only=True)
     given = checkpoint is not None and str(checkpoint).isdigit()
     notes = []
@@ -123,7 +124,8 @@ def load_chosen(workdir, checkpoint=None, attempts: int = 3):
             listed, step = set(checkpoints.steps()), None
             try:
                 step, how = checkpoints.choose(checkpoint)
-                loaded = _restore_for_inference(checkpoints, step)
+                with checkpoints.pinned(step) as source:
+                    loaded = _restore_for_inference(source, step)
             except Exception:
                 checkpoints.reload()
                 vanished = sorted(listed - set(checkpoints.steps()))

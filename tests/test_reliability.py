@@ -47,14 +47,14 @@ class TrainingProcess:
     """`sat train` in a subprocess sharing the tests' persistent XLA cache, so its compiles
     are disk reads; output goes to a file (a full pipe would block it)."""
 
-    def __init__(self, data_dir, workdir: Path, log: Path):
+    def __init__(self, data_dir, workdir: Path, log: Path, extra: tuple[str, ...] = ()):
         env = {**os.environ,
                "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"),
                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
         command = [sys.executable, "-m", "show_attend_tell", "train", "--config",
                    "configs/shapes.py:smoke", "--workdir", str(workdir)]
-        command += [f"--config.{item}" for item in overrides(data_dir)]
+        command += [f"--config.{item}" for item in [*overrides(data_dir), *extra]]
         self.log = log
         with open(log, "w") as output:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output,
@@ -288,3 +288,39 @@ def test_lock_names_its_holder_and_is_free_again_after_sigkill(tmp_path):
         holder.wait()
     with WorkdirLock(tmp_path) as lock:  # no stale lock, nothing to clean up by hand
         assert f"pid {os.getpid()} " in lock.holder()
+
+
+@pytest.mark.slow
+def test_readers_survive_training_that_prunes_every_step(tiny_shapes, tmp_path):
+    """`sat evaluate`'s loading, repeated while `sat train` saves a step and drops the previous
+    one every step (so most steps are pruned while they are read): every load succeeds."""
+    from show_attend_tell.evaluation import load_chosen
+
+    workdir = tmp_path / "run"
+    training = TrainingProcess(tiny_shapes, workdir, tmp_path / "train.log",
+                               extra=("train.keep_checkpoints=1",))
+    training.wait_until(lambda: complete_steps(workdir))
+    loaded = []
+    while training.process.poll() is None:
+        *_, step, how = load_chosen(workdir)
+        loaded.append((step, how))
+    assert training.process.returncode == 0, training.output()
+    assert len(loaded) >= 2 and all(step >= 1 for step, _ in loaded), loaded
+    assert all(how.startswith("latest: no validated step kept (default)") for _, how in loaded)
+    assert not list((workdir / "checkpoints").glob(".pinned-*"))
+
+
+def test_pins_of_killed_readers_are_removed_when_training_reopens(tmp_path):
+    Checkpoints(tmp_path).save(1, {"params": {"w": np.arange(3.0)}}, {})
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    host, folder = socket.gethostname(), tmp_path / "checkpoints"
+    abandoned = folder / f".pinned-{host}-{gone}-0a0a" / "checkpoints" / "1"
+    live = folder / f".pinned-{host}-{os.getpid()}-0b0b" / "checkpoints" / "1"
+    for pin in (abandoned, live):
+        pin.mkdir(parents=True)
+    Checkpoints(tmp_path)
+    assert not abandoned.parent.parent.exists() and live.is_dir()
+    with Checkpoints(tmp_path, read_only=True).pinned(1) as reader:
+        assert reader.steps() == [1] and reader.directory != folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["1", live.parent.parent.name])

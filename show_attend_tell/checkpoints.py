@@ -164,6 +164,9 @@ class Checkpoints:
         reader = Checkpoints(root, read_only=True)
         try:
             yield reader
+        except CorruptCheckpoint as error:  # name the step's own files, offer this run's steps
+            problem = error.problem.replace(str(reader.directory), str(self.directory))
+            raise CorruptCheckpoint(step, problem, self.newest_verified(below=step)) from None
         finally:
             reader.close()
             shutil.rmtree(root, ignore_errors=True)

@@ -40,6 +40,21 @@ def checkpoint_choice(text: str) -> str:
     return text
 
 
+def count(minimum: int):
+    """An int argument of at least ``minimum`` (beam sizes, image counts)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
 CHECKPOINT_HELP = ("latest, best or a step (default: the best validated step where the run "
                    "kept one, else the latest)")
 
@@ -60,15 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="caption a split and score it")
     evaluate.add_argument("--workdir", required=True, type=workdir_path)
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--beam_size", type=int, default=None)
+    evaluate.add_argument("--beam_size", type=count(1), default=None)
     evaluate.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
-    evaluate.add_argument("--num_images", type=int, default=0, help="0 = the whole split")
+    evaluate.add_argument("--num_images", type=count(0), default=0, help="0 = the whole split")
 
     caption = commands.add_parser("caption", help="caption image files, write overlays")
     caption.add_argument("--workdir", required=True, type=workdir_path)
     caption.add_argument("images", nargs="+")
     caption.add_argument("--out", default=None, help="overlay folder (default WORKDIR/captions)")
-    caption.add_argument("--beam_size", type=int, default=None)
+    caption.add_argument("--beam_size", type=count(1), default=None)
     caption.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
 
     compare = commands.add_parser("compare", help="Markdown report comparing run directories")

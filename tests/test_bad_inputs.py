@@ -333,6 +333,8 @@ def test_checkpoint_whose_optimizer_state_differs_is_one_line(tmp_path):
     (["train", "--config", "configs/shapes.py", "--workdir", "run", "--config.train.steps"],
      "--config.train.steps needs a value: --config.<key>=<value>"),
     (["evaluate", "--workdir", "run", "--beam_size", "three"], "invalid int value: 'three'"),
+    (["evaluate", "--workdir", "run", "--beam_size", "0"], "0: expected an integer >= 1"),
+    (["evaluate", "--workdir", "run", "--num_images", "-3"], "-3: expected an integer >= 0"),
     (["evaluate", "--workdir", "run", "--checkpoint", "newest"],
      "'newest': expected latest, best or a step number"),
 ])

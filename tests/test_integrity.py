@@ -80,8 +80,9 @@ def test_one_bit_flipped_in_any_state_file_is_refused_by_evaluate(saved_run, tmp
         flip_bit(workdir / name, rng)
         before = snapshot(workdir)
         code, err = sat(["evaluate", "--workdir", str(workdir), "--checkpoint", "latest"], capsys)
-        assert_one_line_error(code, err, "checkpoint step 12 fails verification", str(name),
-                              "corrupt", "newest verified step is 6", "--checkpoint 6")
+        assert_one_line_error(code, err, "checkpoint step 12 fails verification",
+                              f"{workdir / name}: contents differ", "newest verified step is 6",
+                              "--checkpoint 6")
         assert snapshot(workdir) == before and not (workdir / "eval").exists()
 
 
@@ -112,8 +113,8 @@ def test_damaged_files_are_one_line_naming_the_file(saved_run, tmp_path, case, c
     before = snapshot(workdir)
     for command in (["evaluate", "--workdir", str(workdir)], argv):
         code, err = sat(command, capsys)
-        assert_one_line_error(code, err, "checkpoint step 12 fails verification",
-                              str(path.relative_to(workdir)), words, "newest verified step is 6")
+        assert_one_line_error(code, err, "checkpoint step 12 fails verification", f"{path}: ",
+                              words, "newest verified step is 6")
         assert snapshot(workdir) == before
 
 

@@ -5,6 +5,10 @@ Run (after building the dataset, see README "Real datasets"):
   sat train --config configs/coco.py:hard --workdir runs/coco_hard
   sat evaluate --workdir runs/coco_soft --split test --beam_size 3
 
+Training stops early on validation BLEU-4 (patience 10 evaluations, kept across resumes);
+`sat evaluate` and `sat caption` then use the best validated checkpoint by default, not the
+latest (up to 10 evaluations later); `--checkpoint latest|STEP` chooses another.
+
 Paper, Table 1 (COCO, test): soft BLEU-1/2/3/4 70.7/49.2/34.4/24.3, METEOR 23.90;
 hard 71.8/50.4/35.7/25.0, METEOR 23.04 — with the paper's own BLEU script; expect a few
 points of difference with pycocoevalcap and a different VGG checkpoint.

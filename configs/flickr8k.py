@@ -2,7 +2,10 @@
 
 Run (after `sat data build karpathy/flickr8k --manual_dir DIR`, see README):
   sat train --config configs/flickr8k.py:soft --workdir runs/f8k_soft
-  sat evaluate --workdir runs/f8k_soft --split test --beam_size 3
+  sat evaluate --workdir runs/f8k_soft --split test --beam_size 3   # the best validated step
+
+Early stopping as in configs/coco.py (validation BLEU-4, patience 10): evaluation and captioning
+use the best validated checkpoint by default (`--checkpoint latest|STEP` for another).
 
 Paper, Table 1 (Flickr8k, test): soft BLEU-1/2/3/4 67/44.8/29.9/19.5, METEOR 18.93;
 hard 67/45.7/31.4/21.3, METEOR 20.30 (paper's BLEU script; pycocoevalcap differs a little).

@@ -7,15 +7,32 @@ and renames it when complete, so a process killed mid-save leaves nothing that i
 steps to drop are renamed into ``.deleted/`` before they are removed, so a kill mid-delete
 leaves no half-deleted step either. Leftovers of both are removed when training reopens the
 folder. Kept: the last ``keep`` steps plus the best one by the validation metric.
+
+Integrity: after a step commits, the main process writes ``<step>/digest.json`` (SHA-256 of
+every file, see ``digests.py``); every restore verifies the files it reads against it, and a
+difference is a :class:`CorruptCheckpoint` naming the step and the file, with the newest step
+that still verifies. A marker ``.pending-digest-<step>`` exists from before the save until the
+digest is written, so a kill between commit and digest is finished (hashed) when training
+reopens the folder, not mistaken for a deleted digest. Steps written before digests existed
+have none in any step: they load, reported as unverified; a step without a digest in a run
+whose other steps have one is an error.
 """
 
+import contextlib
+import errno
+import os
+import secrets
 import shutil
+import socket
+import sys
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
 from flax.serialization import to_state_dict
 from orbax.checkpoint.checkpoint_managers import preservation_policy
+
+from show_attend_tell import digests
 
 FORMAT = "show_attend_tell/1"
 # Orbax removes a dropped step with rmtree, which a kill can interrupt, leaving a step that
@@ -25,10 +42,29 @@ TRASH = ".deleted"
 # thread when a manager opens, so a listing right after opening could still see them; they are
 # removed here, synchronously, first.
 TMP_MARKER = ".orbax-checkpoint-tmp"
+PENDING = ".pending-digest-"
+# Steps that fail verification, moved here (kept for inspection) when training resumes from
+# an earlier verified step.
+CORRUPT = ".corrupt"
+VERIFIED, UNVERIFIED = "verified", "unverified (saved without a digest)"
+# A reader's hard-linked copy of the step it reads: ``.pinned-<host>-<pid>-<random>/``. Pruning
+# unlinks the step's names, never the files' contents, so the copy stays whole.
+PINNED = ".pinned-"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, of an unknown format, or does not fit the model."""
+
+
+class CorruptCheckpoint(CheckpointError):
+    """A step's files differ from its digest; ``newest_verified`` is the newest step (below
+    it) that still verifies, or None."""
+
+    def __init__(self, step: int, problem: str, newest_verified: int | None):
+        self.step, self.problem, self.newest_verified = step, problem, newest_verified
+        offer = (f"the newest verified step is {newest_verified}" if newest_verified is not None
+                 else "no earlier step verifies")
+        super().__init__(f"checkpoint step {step} fails verification: {problem}; {offer}")
 
 
 class Checkpoints:
@@ -51,6 +87,9 @@ class Checkpoints:
             raise CheckpointError(f"{workdir}: no checkpoints/ directory (train a model there first)")
         if not read_only:
             self._remove_interrupted_saves()
+            self._finish_pending_digests()
+            self._remove_abandoned_pins()
+        self._verified: dict[int, str] = {}
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -75,6 +114,63 @@ class Checkpoints:
             for path in self.directory.glob(f"*{TMP_MARKER}*"):
                 shutil.rmtree(path, ignore_errors=True)
 
+    def _finish_pending_digests(self) -> None:
+        """A kill between a step's commit and its digest leaves the marker: hash that step
+        now (what orbax committed is complete); a kill before the commit left no step."""
+        if jax.process_index() != 0 or not self.directory.is_dir():
+            return
+        for marker in self.directory.glob(f"{PENDING}*"):
+            step_dir = self.directory / marker.name[len(PENDING):]
+            if step_dir.is_dir() and not digests.has_digest(step_dir):
+                digests.write_digest(step_dir)
+            marker.unlink()
+
+    def _remove_abandoned_pins(self) -> None:
+        """Pinned copies left by readers of this host that were killed."""
+        if jax.process_index() != 0 or not self.directory.is_dir():
+            return
+        for pin in self.directory.glob(f"{PINNED}*"):
+            host, _, rest = pin.name[len(PINNED):].rpartition("-")[0].rpartition("-")
+            if host == socket.gethostname() and rest.isdigit() and not _alive(int(rest)):
+                shutil.rmtree(pin, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def pinned(self, step: int):
+        """A read-only :class:`Checkpoints` over a hard-linked copy of ``step``, so that a
+        running ``sat train`` pruning the step cannot remove files while they are read; the copy
+        is removed afterwards. Where links cannot be made (read-only folder, no hard links) the
+        step is read in place. A step removed before the copy was complete raises
+        FileNotFoundError."""
+        self.verify(step, state=False)  # a digest deleted in a digested run stays an error
+        source = self.step_dir(step)
+        root = self.directory / f"{PINNED}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            for path in sorted(source.rglob("*")):
+                target = root / "checkpoints" / str(step) / path.relative_to(source)
+                if path.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(path, target)
+            if not source.is_dir():  # renamed for deletion while linking: the copy may lack files
+                raise FileNotFoundError(errno.ENOENT, "step removed while pinned", str(source))
+        except FileNotFoundError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        except OSError:
+            shutil.rmtree(root, ignore_errors=True)
+            yield self
+            return
+        reader = Checkpoints(root, read_only=True)
+        try:
+            yield reader
+        except CorruptCheckpoint as error:  # name the step's own files, offer this run's steps
+            problem = error.problem.replace(str(reader.directory), str(self.directory))
+            raise CorruptCheckpoint(step, problem, self.newest_verified(below=step)) from None
+        finally:
+            reader.close()
+            shutil.rmtree(root, ignore_errors=True)
+
     def _empty_trash(self) -> None:
         if jax.process_index() == 0:
             shutil.rmtree(self.directory / TRASH, ignore_errors=True)
@@ -82,17 +178,98 @@ class Checkpoints:
     def steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
+    def reload(self) -> None:
+        """Re-list the steps on disk (another process may have saved or pruned some)."""
+        self.manager.reload()
+        self._verified.clear()
+
+    def step_dir(self, step: int) -> Path:
+        return self.directory / str(step)
+
+    def verify(self, step: int, state: bool = True) -> str:
+        """:data:`VERIFIED` or :data:`UNVERIFIED`; files that differ from the digest raise
+        :class:`CorruptCheckpoint`. ``state=False`` checks all but the (large) array files."""
+        if state and step in self._verified:
+            return self._verified[step]
+        try:
+            status = self._check(step, state)
+        except digests.IntegrityError as error:
+            raise CorruptCheckpoint(step, str(error), self.newest_verified(below=step)) from None
+        if state:
+            self._verified[step] = status
+        return status
+
+    def _check(self, step: int, state: bool) -> str:
+        step_dir = self.step_dir(step)
+        if not digests.has_digest(step_dir):
+            others = [s for s in self.steps() if s != step and digests.has_digest(self.step_dir(s))]
+            pending = (self.directory / f"{PENDING}{step}").exists()
+            if others and not pending:
+                raise digests.IntegrityError(
+                    f"{step_dir / digests.DIGEST_FILE}: missing (deleted?) while steps {others} "
+                    "of this run have one")
+            return UNVERIFIED
+        digests.verify_files(step_dir, (lambda name: True) if state
+                             else (lambda name: not name.startswith("state/")))
+        return VERIFIED
+
+    def newest_verified(self, below: int | None = None) -> int | None:
+        """The newest step (below ``below``) whose files all match its digest."""
+        for step in sorted(self.steps(), reverse=True):
+            if below is not None and step >= below:
+                continue
+            try:
+                if self._check(step, state=True) == VERIFIED:
+                    return step
+            except digests.IntegrityError:
+                continue
+        return None
+
+    def move_aside(self, steps: list[int]) -> Path:
+        """Rename ``steps`` into ``.corrupt/`` (kept for inspection, never listed again)."""
+        target = self.directory / CORRUPT
+        target.mkdir(exist_ok=True)
+        for step in steps:
+            destination, copy = target / str(step), 1
+            while destination.exists():
+                copy += 1
+                destination = target / f"{step}.{copy}"
+            self.step_dir(step).rename(destination)
+        self.reload()
+        return target
+
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def metric_name(self) -> str | None:
+        """The validation metric that ranks steps: the one given, else the run's own
+        (``train.eval_metric`` in the newest step's config)."""
+        if self.best_metric or self.latest_step() is None:
+            return self.best_metric
+        config = self.restore_meta(self.latest_step()).get("config", {})
+        return config.get("train", {}).get("eval_metric") or None
+
     def best_step(self) -> int | None:
         """The kept step with the highest validation metric, or None if none was evaluated."""
+        metric = self.metric_name()
         scored = []
         for step in self.steps():
-            value = self.restore_meta(step).get("validation", {}).get(self.best_metric or "")
+            value = self.restore_meta(step).get("validation", {}).get(metric or "")
             if value is not None:
                 scored.append((value, step))
         return max(scored)[1] if scored else None
+
+    def choose(self, which: str | int | None) -> tuple[int, str]:
+        """(step, how it was chosen): ``None`` picks the best step where the run kept one
+        (evaluated on validation), else the latest; otherwise as :meth:`resolve`."""
+        if which is None:
+            best = self.best_step()
+            if best is not None:
+                return best, f"best validation {self.metric_name()} (default)"
+            return self.resolve("latest"), "latest: no validated step kept (default)"
+        step = self.resolve(which)
+        return step, ("given step" if isinstance(which, int) or str(which).isdigit()
+                      else f"{which} (--checkpoint)")
 
     def resolve(self, which: str | int) -> int:
         """``'latest'``, ``'best'`` or a step number -> an existing step."""
@@ -115,6 +292,10 @@ class Checkpoints:
         meta = {**meta, "format": FORMAT}
         if metrics:
             meta["validation"] = metrics
+        main = jax.process_index() == 0
+        pending = self.directory / f"{PENDING}{step}"
+        if main:
+            pending.touch()
         self.manager.save(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
@@ -122,12 +303,22 @@ class Checkpoints:
             force=True,
         )
         self.manager.wait_until_finished()
+        if main:
+            digests.write_digest(self.step_dir(step))
+            pending.unlink()
         self._empty_trash()
 
     def restore_meta(self, step: int) -> dict:
-        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
-            "meta"
-        ]
+        self.verify(step, state=False)
+        try:
+            meta = self.manager.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as error:  # noqa: BLE001  (orbax/JSON errors name no file)
+            raise CheckpointError(
+                f"{self.step_dir(step) / 'meta'}: unreadable checkpoint metadata "
+                f"({_first_line(error)})") from error
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{self.step_dir(step) / 'meta'}: metadata is not a JSON object")
         if meta.get("format") != FORMAT:
             raise CheckpointError(
                 f"{self.directory / str(step)}: checkpoint format {meta.get('format')!r} is not "
@@ -137,8 +328,17 @@ class Checkpoints:
 
     def restore_state(self, step: int, abstract_state):
         """Restore into the shapes and shardings of ``abstract_state`` (from ``jax.eval_shape``
-        plus shardings); a model whose shapes differ is an error naming the parameters."""
-        saved = self.manager.item_metadata(step)["state"]
+        plus shardings); a model whose shapes differ is an error naming the parameters. The
+        step's files are verified against its digest first."""
+        status = self.verify(step)
+        if status != VERIFIED and jax.process_index() == 0:
+            print(f"note: checkpoint step {step} is {status}: its files cannot be checked",
+                  file=sys.stderr)
+        try:
+            saved = self.manager.item_metadata(step)["state"]
+        except Exception as error:  # noqa: BLE001
+            raise CheckpointError(f"{self.step_dir(step) / 'state'}: unreadable array metadata "
+                                  f"({_first_line(error)})") from error
         mismatches = _shape_mismatches(saved, abstract_state)
         if mismatches:
             raise CheckpointError(
@@ -155,10 +355,28 @@ class Checkpoints:
                 f"{self.directory / str(step)}: checkpoint does not fit the training state: "
                 + " ".join(str(error).split())[:400]
             ) from error
+        except Exception as error:  # noqa: BLE001  (a damaged file of an unverified step)
+            raise CheckpointError(f"{self.step_dir(step) / 'state'}: unreadable arrays "
+                                  f"({_first_line(error)})") from error
         return restored["state"]
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}"
 
 
 def _shape_mismatches(saved_tree, abstract_state) -> list[str]:

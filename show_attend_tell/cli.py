@@ -27,30 +27,67 @@ def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     return rest, overrides
 
 
+def workdir_path(text: str) -> str:
+    """A run directory argument: an empty one would silently mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path; expected a run directory such as runs/mine")
+    return text
+
+
+def checkpoint_choice(text: str) -> str:
+    if text not in ("latest", "best") and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected latest, best or a step number")
+    return text
+
+
+def count(minimum: int):
+    """An int argument of at least ``minimum`` (beam sizes, image counts)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value}: expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+CHECKPOINT_HELP = ("latest, best or a step (default: the best validated step where the run "
+                   "kept one, else the latest)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sat", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train (or resume) a captioner")
     train.add_argument("--config", required=True, help="configs/<name>.py[:variant]")
-    train.add_argument("--workdir", required=True, help="run directory (resumes if it has one)")
+    train.add_argument("--workdir", required=True, type=workdir_path,
+                       help="run directory (resumes if it has one)")
+    train.add_argument("--resume_from", choices=("latest", "verified"), default="latest",
+                       help="latest: stop if the latest checkpoint fails verification; verified: "
+                            "resume from the newest step that verifies (later ones are moved "
+                            "to checkpoints/.corrupt/)")
 
     evaluate = commands.add_parser("evaluate", help="caption a split and score it")
-    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--workdir", required=True, type=workdir_path)
     evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--beam_size", type=int, default=None)
-    evaluate.add_argument("--checkpoint", default="latest", help="latest, best or a step")
-    evaluate.add_argument("--num_images", type=int, default=0, help="0 = the whole split")
+    evaluate.add_argument("--beam_size", type=count(1), default=None)
+    evaluate.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
+    evaluate.add_argument("--num_images", type=count(0), default=0, help="0 = the whole split")
     evaluate.add_argument("--objects", default=None,
                           help="JSON of ground-truth objects per image id, for grounding metrics "
                                "on datasets without them (e.g. the rehearsal's scenes.json)")
 
     caption = commands.add_parser("caption", help="caption image files, write overlays")
-    caption.add_argument("--workdir", required=True)
+    caption.add_argument("--workdir", required=True, type=workdir_path)
     caption.add_argument("images", nargs="+")
     caption.add_argument("--out", default=None, help="overlay folder (default WORKDIR/captions)")
-    caption.add_argument("--beam_size", type=int, default=None)
-    caption.add_argument("--checkpoint", default="latest")
+    caption.add_argument("--beam_size", type=count(1), default=None)
+    caption.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
 
     compare = commands.add_parser(
         "compare", help="Markdown and HTML (index.html) reports comparing run directories")
@@ -127,7 +164,7 @@ def run(args, overrides: list[str]) -> None:
         from show_attend_tell.config_loading import config_from_args
         from show_attend_tell.train import train_and_evaluate
 
-        train_and_evaluate(config_from_args(args.config, overrides), args.workdir)
+        train_and_evaluate(config_from_args(args.config, overrides), args.workdir, args.resume_from)
     elif args.command == "evaluate":
         from show_attend_tell.evaluation import evaluate_checkpoint
 

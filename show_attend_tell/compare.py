@@ -26,8 +26,10 @@ def read_run(run: Path) -> dict:
         info["log"] = [json.loads(line) for line in log_file.read_text().splitlines() if line]
     else:
         info["missing"].append("metrics.jsonl (never trained?)")
-    evals = sorted((run / "eval").glob("test_*.json"),
-                   key=lambda p: int(p.stem.rsplit("_", 1)[1])) if (run / "eval").is_dir() else []
+    # Only whole-split reports at the config's beam size (`test_<step>.json`; partial or other
+    # beam evaluations carry a suffix).
+    evals = sorted((p for p in (run / "eval").glob("test_*.json") if p.stem[5:].isdigit()),
+                   key=lambda p: int(p.stem[5:])) if (run / "eval").is_dir() else []
     if evals:
         info["test"] = json.loads(evals[-1].read_text())
     else:
@@ -118,10 +120,33 @@ def side_by_side_attention(runs: list[dict], out_dir: Path, count: int) -> list[
     return [path for row in sorted(rows_per_image) for path in rows_per_image[row]]
 
 
+def unique_labels(paths: list[Path]) -> list[str]:
+    """Each run's folder name; runs whose names collide get parent folders joined by ``-``
+    until they differ (``a/soft``, ``b/soft`` -> ``a-soft``, ``b-soft``); a run given twice
+    gets ``-2``."""
+    parts = [Path(path).absolute().parts[1:] or ("root",) for path in paths]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["-".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]
+        clashing = [i for i, label in enumerate(labels) if depth[i] < len(parts[i]) and any(
+            labels[j] == label and parts[j] != parts[i] for j in range(len(parts)))]
+        if not clashing:
+            break
+        for i in clashing:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        labels[i] = label if seen[label] == 1 else f"{label}-{seen[label]}"
+    return labels
+
+
 def compare_runs(run_dirs: list[str], out: str = "report", images: int = 3) -> Path:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = [read_run(Path(r)) for r in run_dirs]
+    for run, label in zip(runs, unique_labels([Path(r) for r in run_dirs]), strict=True):
+        run["name"] = label
     for run in runs:
         if not run["path"].is_dir():
             raise FileNotFoundError(f"{run['path']}: no such run directory")

@@ -7,6 +7,8 @@ arrays are gathered back, so every process holds every result.
 """
 
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from show_attend_tell import parallel
-from show_attend_tell.checkpoints import Checkpoints
+from show_attend_tell.checkpoints import CheckpointError, Checkpoints, CorruptCheckpoint
 from show_attend_tell.config_loading import config_from_dict
 from show_attend_tell.data import feature_cache
 from show_attend_tell.eval_records import image_record
@@ -106,16 +108,60 @@ def evaluate_split(model, params, config, vocab, split, mesh, *, beam_size, num_
     return score_results(results)
 
 
-def load_for_inference(workdir, checkpoint="latest"):
-    """(config, vocabulary, model, params, step) from a checkpoint alone."""
+def load_for_inference(workdir, checkpoint=None):
+    """(config, vocabulary, model, params, step, mesh) from a checkpoint alone; ``checkpoint``
+    None picks the best validated step where the run kept one, else the latest."""
+    return load_chosen(workdir, checkpoint)[:6]
+
+
+def load_chosen(workdir, checkpoint=None, attempts: int = 3):
+    """:func:`load_for_inference` plus how the step was chosen. Readers take no lock: the
+    chosen step is pinned (hard-linked, see ``Checkpoints.pinned``) so a running ``sat train``
+    can prune it while it is read; a step pruned before it was pinned is chosen again (the
+    same rule on what is left) and the note says so; a step given by number is not replaced."""
+    checkpoints = Checkpoints(workdir, read_only=True)
+    given = checkpoint is not None and str(checkpoint).isdigit()
+    notes = []
+    try:
+        for attempt in range(attempts):
+            listed, step = set(checkpoints.steps()), None
+            try:
+                step, how = checkpoints.choose(checkpoint)
+                with checkpoints.pinned(step) as source:
+                    loaded = _restore_for_inference(source, step, f"{workdir}: checkpoint {step}")
+            except Exception:
+                checkpoints.reload()
+                vanished = sorted(listed - set(checkpoints.steps()))
+                if not vanished or (step is not None and step not in vanished):
+                    raise  # not a step pruned under us
+                if given or attempt == attempts - 1:
+                    raise CheckpointError(
+                        f"{checkpoints.step_dir(vanished[-1])}: removed while it was read (pruned "
+                        "by a running `sat train`?); run again or pass another --checkpoint"
+                    ) from None
+                notes.append(f"step {step if step is not None else vanished[-1]} was pruned "
+                             "while read")
+                print(f"note: checkpoint step {step if step is not None else vanished[-1]} was "
+                      "removed while it was read (pruned by a running `sat train`?); choosing "
+                      "again", file=sys.stderr)
+                continue
+            return (*loaded, step, "; ".join([how, *notes]))
+    except CorruptCheckpoint as error:
+        offer = (f" (--checkpoint {error.newest_verified})"
+                 if error.newest_verified is not None else "")
+        raise CheckpointError(f"{error}{offer}; nothing was evaluated") from None
+    finally:
+        checkpoints.close()
+    raise AssertionError("unreachable")
+
+
+def _restore_for_inference(checkpoints: Checkpoints, step: int, where: str):
     from show_attend_tell.data.vocab import Vocabulary
     from show_attend_tell.train import TrainState, init_state, make_optimizer
 
-    checkpoints = Checkpoints(workdir, read_only=True)
-    step = checkpoints.resolve(checkpoint)
     meta = checkpoints.restore_meta(step)
     config = config_from_dict(meta["config"])
-    vocab = Vocabulary.from_dict(meta["vocabulary"], where=f"{workdir}: checkpoint {step}",
+    vocab = Vocabulary.from_dict(meta["vocabulary"], where=where,
                                  dataset=config.data.name)
     model_config = feature_cache.model_config(config)  # a precomputed encoder with a cache
     model = build_captioner(model_config, len(vocab))
@@ -127,8 +173,7 @@ def load_for_inference(workdir, checkpoint="latest"):
         abstract,
     )
     state: TrainState = checkpoints.restore_state(step, abstract)
-    checkpoints.close()
-    return config, vocab, model, state.params, step, mesh
+    return config, vocab, model, state.params, mesh
 
 
 def format_table(scores: dict, protocol: str) -> str:
@@ -158,11 +203,42 @@ def attach_objects(results: list[dict], objects_path) -> None:
         result["objects"] = objects[result["image_id"]]
 
 
-def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint="latest",
+def report_path(workdir, protocol: dict, default_beam: int, partial: bool) -> Path:
+    """``eval/<split>_<step>.json`` for the whole split at the config's beam size; any other
+    measurement adds what differs (``_beam<k>``, ``_<n>images``), so no report replaces one
+    of another measurement."""
+    name = f"{protocol['split']}_{protocol['checkpoint_step']}"
+    if protocol["beam_size"] != default_beam:
+        name += f"_beam{protocol['beam_size']}"
+    if partial:
+        name += f"_{protocol['images']}images"
+    return Path(workdir) / "eval" / f"{name}.json"
+
+
+def check_not_replacing(path: Path, protocol: dict) -> None:
+    """An existing report of the same name must be of the same measurement (its timing and
+    the wording of how the step was chosen aside); a different one is never overwritten."""
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text()).get("protocol", {})
+    except (ValueError, AttributeError):
+        old = {"unreadable": True}
+    ignored = {"seconds", "checkpoint_chosen"}
+    differences = sorted(key for key in set(old) | set(protocol) if key not in ignored
+                         and old.get(key) != protocol.get(key))
+    if differences:
+        changes = ", ".join(f"{k}: {old.get(k)!r} -> {protocol.get(k)!r}" for k in differences)
+        raise FileExistsError(f"{path}: exists with another measurement ({changes}); not "
+                              "overwritten, move it away first")
+
+
+def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint=None,
                         num_images=0, objects=None) -> dict:
-    """``sat evaluate``: decode ``split``, print the table, write eval/<split>_<step>.json;
-    ``objects``: a JSON file of ground-truth objects per image id, to add grounding metrics."""
-    config, vocab, model, params, step, mesh = load_for_inference(workdir, checkpoint)
+    """``sat evaluate``: decode ``split``, print the table, write the report named by
+    :func:`report_path`; ``objects``: a JSON file of ground-truth objects per image id, to add
+    grounding metrics to a dataset without them."""
+    config, vocab, model, params, mesh, step, how = load_chosen(workdir, checkpoint)
     beam_size = beam_size or config.eval.beam_size
     split_name = {"val": config.data.val_split, "validation": config.data.val_split,
                   "test": config.data.test_split, "train": config.data.train_split}.get(split, split)
@@ -175,15 +251,18 @@ def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint="lates
     protocol = {
         "dataset": config.data.name, "split": split_name, "images": len(results),
         "beam_size": beam_size, "max_length": config.eval.max_length, "checkpoint_step": step,
-        "attention": config.model.attention, "seconds": round(time.perf_counter() - start, 1),
+        "checkpoint_chosen": how, "attention": config.model.attention,
+        **({"objects": str(objects)} if objects else {}),
+        "seconds": round(time.perf_counter() - start, 1),
     }
     report = {"protocol": protocol, "metrics": scores,
               "captions": [image_record(r) for r in results]}
     if jax.process_index() == 0:
-        out = Path(workdir) / "eval" / f"{split_name}_{step}.json"
+        print(format_table(scores, ", ".join(f"{k}={v}" for k, v in protocol.items())))
+        out = report_path(workdir, protocol, config.eval.beam_size, partial=num_images > 0)
+        check_not_replacing(out, protocol)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1))
-        print(format_table(scores, ", ".join(f"{k}={v}" for k, v in protocol.items())))
         print(f"wrote {out}")
     return report
 
@@ -199,23 +278,41 @@ def image_captioner(config, vocab_size: int, model, params):
     return build_captioner(config.model, vocab_size), {**params, "encoder": encoder_params}
 
 
-def caption_files(workdir, paths, out=None, beam_size=None, checkpoint="latest") -> int:
+def overlay_paths(paths, out: Path) -> list[Path]:
+    """``<out>/<folder>/<stem>_attention.png`` per image, ``<folder>`` being the image's folder
+    relative to the folder all images share (so ``a/x.png`` and ``b/x.png`` do not collide);
+    names still alike (``x.png`` and ``x.jpg``, a file given twice) get ``_2``, ``_3``."""
+    parents = [Path(path).absolute().parent for path in paths]
+    common = Path(os.path.commonpath(parents)) if parents else Path()
+    taken, names = set(), []
+    for path, parent in zip(paths, parents, strict=True):
+        folder, stem = out / parent.relative_to(common), Path(path).stem
+        name, copy = folder / f"{stem}_attention.png", 1
+        while name in taken:
+            copy += 1
+            name = folder / f"{stem}_{copy}_attention.png"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def caption_files(workdir, paths, out=None, beam_size=None, checkpoint=None) -> int:
     """``sat caption``: print a caption per image file and write its attention overlay.
     Unreadable files are reported and skipped; returns how many failed."""
-    import sys
-
     from show_attend_tell.data.images import load_image_rgb
     from show_attend_tell.decoding import decode_images
     from show_attend_tell.visualize import attention_overlay
 
-    config, vocab, model, params, step, mesh = load_for_inference(workdir, checkpoint)
+    config, vocab, model, params, mesh, step, how = load_chosen(workdir, checkpoint)
+    print(f"sat caption: checkpoint step {step} ({how})", file=sys.stderr)
     model, params = image_captioner(config, len(vocab), model, params)
     beam_size = beam_size or config.eval.beam_size
     out = Path(out) if out else Path(workdir) / "captions"
     out.mkdir(parents=True, exist_ok=True)
+    overlays = overlay_paths(paths, out)
     size = model.encoder.image_size
     failures = 0
-    for path in paths:
+    for path, overlay in zip(paths, overlays, strict=True):
         try:
             image = load_image_rgb(path, size)
         except (OSError, ValueError) as error:
@@ -227,7 +324,7 @@ def caption_files(workdir, paths, out=None, beam_size=None, checkpoint="latest")
                                 length_normalization=config.eval.length_normalization)
         length = int(decoded.lengths[0])
         words = vocab.decode(np.asarray(decoded.tokens[0])).split()
-        overlay = out / f"{Path(path).stem}_attention.png"
+        overlay.parent.mkdir(parents=True, exist_ok=True)
         attention_overlay(image, words, np.asarray(decoded.alphas[0, :length]), overlay,
                           locations=np.asarray(decoded.locations[0, :length])
                           if config.model.attention == "hard" else None)

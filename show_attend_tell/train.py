@@ -4,8 +4,11 @@ Read top to bottom: state → optimizer → step → sharded set-up → loop (re
 validate, checkpoint, stop on signal). Shape letters: B global batch, T caption steps.
 """
 
+import contextlib
 import json
+import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +22,14 @@ import numpy as np
 import optax
 
 from show_attend_tell import parallel
-from show_attend_tell.checkpoints import CheckpointError, Checkpoints
-from show_attend_tell.config_loading import config_differences, config_to_dict
+from show_attend_tell.checkpoints import VERIFIED, CheckpointError, Checkpoints, CorruptCheckpoint
+from show_attend_tell.config_loading import ConfigError, config_differences, config_from_dict, config_to_dict
 from show_attend_tell.losses import caption_loss, update_baseline
 from show_attend_tell.models.captioner import Captioner, build_captioner
 from show_attend_tell.models.encoders import example_input
 from show_attend_tell.models.frozen_batchnorm import STATISTICS
 from show_attend_tell.weights.pretrained import with_pretrained_encoder
+from show_attend_tell.workdir_lock import WorkdirLock
 
 # Keys that only say how long or how verbosely to run, or where data lives: a resumed run may
 # change them; any other difference from the saved config is an error.
@@ -36,8 +40,28 @@ RUN_LENGTH_KEYS = {
 }
 
 
+# Values that must be positive (else training does nothing, divides by zero or ascends).
+POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.learning_rate", "train.log_every",
+                 "train.checkpoint_every", "eval.batch_size")
+NON_NEGATIVE_KEYS = ("train.eval_every", "train.patience", "train.warmup_steps")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+def check_values(config) -> None:
+    """Numbers no run can use are a :class:`ConfigError` naming the key, before anything runs."""
+    for keys, wanted, valid in ((POSITIVE_KEYS, "a positive number", lambda v: v > 0),
+                                (NON_NEGATIVE_KEYS, "zero or a positive number",
+                                 lambda v: v >= 0)):
+        for key in keys:
+            group, name = key.split(".")
+            value = config[group].get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not math.isfinite(value) or not valid(value):
+                raise ConfigError(f"config.{key}={value!r}: expected {wanted}")
 
 
 # ---------------------------------------------------------------- state & optimizer
@@ -239,16 +263,63 @@ class MetricLog:
             self.writer.close()
 
 
-def restore_or_start(config, workdir: Path, checkpoints: Checkpoints):
-    """The vocabulary, iterator position and state to start from: the latest checkpoint's
-    when there is one (after checking the config matches), a fresh one otherwise."""
+def resume_step(checkpoints: Checkpoints, resume_from: str, workdir: Path) -> int | None:
+    """The step to resume from: the latest, verified against its digest. A step that fails
+    verification stops the run naming the file, unless ``resume_from == 'verified'``: then the
+    newest verified step is used and the steps after it are moved to ``checkpoints/.corrupt/``
+    (kept, never deleted), with a warning."""
+    if resume_from not in ("latest", "verified"):
+        raise ValueError(f"--resume_from={resume_from!r}: expected latest or verified")
+    latest = checkpoints.latest_step()
+    if latest is None:
+        return None
+    try:
+        checkpoints.verify(latest)
+        return latest
+    except CorruptCheckpoint as error:
+        newest = error.newest_verified
+        if newest is None:
+            raise CheckpointError(f"{workdir}: {error}; start again with a new --workdir") from None
+        if resume_from != "verified":
+            raise CheckpointError(
+                f"{workdir}: {error}; pass --resume_from=verified to resume from step {newest} "
+                f"(later steps are moved to {checkpoints.directory / '.corrupt'})") from None
+    later = [step for step in checkpoints.steps() if step > newest]
+    moved = checkpoints.move_aside(later)
+    print(f"WARNING: resuming from step {newest}, the newest that verifies; steps {later} "
+          f"(failing verification or saved after it) were moved to {moved}", file=sys.stderr)
+    return newest
+
+
+def schedule_change(saved_config: dict, config, start: int) -> str | None:
+    """How a changed ``train.steps`` would move the learning rate from ``start`` on (under a
+    cosine schedule it sets the decay horizon), or None when it would not."""
+    saved = config_from_dict(saved_config).train
+    if saved.steps == config.train.steps:
+        return None
+    steps = np.arange(start, min(saved.steps, config.train.steps) + 1)
+    before = np.asarray(learning_rate_schedule(saved)(steps))
+    after = np.asarray(learning_rate_schedule(config.train)(steps))
+    moved = np.flatnonzero(before != after)
+    if not len(moved):
+        return None
+    at = moved[0]
+    return (f"train.steps {saved.steps} -> {config.train.steps} would move the "
+            f"{config.train.schedule} learning rate (step {steps[at]}: {before[at]:.3g} -> "
+            f"{after[at]:.3g}); keep train.steps={saved.steps} or use a new --workdir")
+
+
+def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, resume_from="latest"):
+    """The vocabulary, iterator position, state step and metadata to start from: the latest
+    (verified) checkpoint's when there is one (after checking the config matches), a fresh
+    one otherwise."""
     from show_attend_tell.data import pipeline
     from show_attend_tell.data.vocab import Vocabulary
 
-    latest = checkpoints.latest_step()
+    latest = resume_step(checkpoints, resume_from, workdir)
     if latest is None:
         vocab = pipeline.build_vocabulary(config)
-        return vocab, None, None
+        return vocab, None, None, {}
     meta = checkpoints.restore_meta(latest)
     differences = config_differences(meta["config"], config_to_dict(config), RUN_LENGTH_KEYS)
     if differences:
@@ -256,24 +327,41 @@ def restore_or_start(config, workdir: Path, checkpoints: Checkpoints):
             f"{workdir}: the saved config differs from this run's ({'; '.join(differences)}); "
             "use a new --workdir or the saved config"
         )
+    moved = schedule_change(meta["config"], config, latest)
+    if moved:
+        raise CheckpointError(f"{workdir}: {moved}")
     vocab = Vocabulary.from_dict(meta["vocabulary"], where=f"{workdir}: checkpoint {latest}",
                                  dataset=config.data.name)
-    return vocab, meta.get("data_iterator"), latest
+    return vocab, meta.get("data_iterator"), latest, meta
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> TrainState:
-    """Train (resuming from ``workdir`` when it has a checkpoint), validate, checkpoint."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
+                       resume_from: str = "latest") -> TrainState:
+    """Train (resuming from ``workdir`` when it has a checkpoint), validate, checkpoint; the
+    workdir is locked against a second writer for the whole run."""
+    check_values(config)
+    workdir = Path(workdir)
+    check_workdir_writable(workdir)
+    # Process 0 alone takes the lock: the other processes of the same job share the workdir.
+    lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
+        checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, config.train.eval_metric)
+        try:
+            return _train(config, workdir, checkpoints, resume_from)
+        finally:
+            checkpoints.close()  # also on errors: orbax's background work must not outlive it
+
+
+def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) -> TrainState:
     from tqdm import tqdm
 
     from show_attend_tell.data import feature_cache, pipeline
     from show_attend_tell.evaluation import evaluate_split
 
-    workdir = Path(workdir)
-    check_workdir_writable(workdir)
     mesh = parallel.make_mesh()
     parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
-    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, config.train.eval_metric)
-    vocab, iterator_state, start = restore_or_start(config, workdir, checkpoints)
+    vocab, iterator_state, start, saved_meta = restore_or_start(config, workdir, checkpoints,
+                                                                resume_from)
 
     model_config = feature_cache.model_config(config)  # a precomputed encoder with a cache
     model = build_captioner(model_config, len(vocab))
@@ -301,15 +389,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     first = int(state.step)
     progress = tqdm(total=config.train.steps, initial=first, disable=jax.process_index() != 0,
                     desc="train", dynamic_ncols=True)
-    sums, count, last_good, patience_left = None, 0, None, config.train.patience
-    best = checkpoints.best_step()
-    best_value = (checkpoints.restore_meta(best)["validation"][config.train.eval_metric]
-                  if best is not None else -np.inf)
+    sums, count, last_good = None, 0, None
+    best_value, stale = early_stopping_state(saved_meta, checkpoints, config.train.eval_metric)
     tick = time.perf_counter()
 
     def meta():
         return {"config": config_to_dict(config), "vocabulary": vocab.to_dict(),
-                "data_iterator": batches.get_state()}
+                "data_iterator": batches.get_state(),
+                # Early-stopping bookkeeping, so that patience survives a resume.
+                "early_stopping": {"best": None if best_value == -np.inf else best_value,
+                                   "evaluations_since_best": stale}}
 
     def save(step, metrics=None):
         checkpoints.save(step, state, meta(), metrics)
@@ -327,42 +416,66 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             if should_log or should_save:
                 means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
                 if not np.isfinite(means["loss"]):
-                    raise TrainingDiverged(
-                        f"loss is {means['loss']} between steps {step - count + 1} and {step}; "
-                        f"the last good checkpoint (step {last_good or checkpoints.latest_step()}) "
-                        "is kept. Lower config.train.learning_rate or check the data."
-                    )
+                    raise TrainingDiverged(divergence_message(
+                        means["loss"], step - count + 1, step,
+                        last_good or checkpoints.latest_step(), checkpoints, start))
                 elapsed = time.perf_counter() - tick
                 means["steps_per_second"] = count / elapsed
                 log.write(step, "train", means)
                 progress.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['token_accuracy']:.3f}")
                 progress.update(count)
                 sums, count, tick = None, 0, time.perf_counter()
-            validation = None
+            validation, patience_spent = None, False
             if should_eval:
                 validation = evaluate_split(
                     model, state.params, config, vocab, config.data.val_split, mesh,
                     beam_size=1, num_images=config.data.num_val_images, progress=False,
                 )
                 log.write(step, "val", validation)
+                value = validation[config.train.eval_metric]
+                if value > best_value:
+                    best_value, stale = value, 0
+                else:
+                    stale += 1
+                patience_spent = bool(config.train.patience) and stale >= config.train.patience
             if should_save:
                 save(step, validation)
                 last_good = step
-            if validation is not None and config.train.patience:
-                value = validation[config.train.eval_metric]
-                if value > best_value:
-                    best_value, patience_left = value, config.train.patience
-                else:
-                    patience_left -= 1
-                    if patience_left <= 0:
-                        print(f"early stopping at step {step}: {config.train.eval_metric} has not "
-                              f"improved for {config.train.patience} evaluations")
-                        break
+            if patience_spent:
+                print(f"early stopping at step {step}: {config.train.eval_metric} has not "
+                      f"improved for {config.train.patience} evaluations")
+                break
             if stop.requested:
                 print(f"stopped by signal at step {step}; checkpoint saved in "
                       f"{checkpoints.directory}; run the same command to resume")
                 break
     progress.close()
     log.close()
-    checkpoints.close()
     return state
+
+
+def early_stopping_state(saved_meta: dict, checkpoints: Checkpoints, metric: str):
+    """(best validation value so far, evaluations since it) from the resumed step's metadata;
+    checkpoints saved before this bookkeeping existed give the best kept step's value and 0."""
+    saved = saved_meta.get("early_stopping")
+    if saved is not None:
+        best = saved["best"]
+        return (-np.inf if best is None else best), int(saved["evaluations_since_best"])
+    best_step = checkpoints.best_step() if saved_meta else None
+    if best_step is None:
+        return -np.inf, 0
+    return checkpoints.restore_meta(best_step)["validation"][metric], 0
+
+
+def divergence_message(loss, first, last, last_good, checkpoints: Checkpoints,
+                       resumed_from: int | None) -> str:
+    """Why the loss may be NaN: an unverifiable resumed state is named before the learning rate
+    (a corrupt file can hold NaN weights that no learning rate explains)."""
+    message = (f"loss is {loss} between steps {first} and {last}; the last good checkpoint "
+               f"(step {last_good}) is kept. ")
+    if resumed_from is not None and checkpoints.verify(resumed_from) != VERIFIED:
+        return message + (f"This run resumed from step {resumed_from}, whose checkpoint has no "
+                          "digest and cannot be verified: its weights may be corrupt (check "
+                          f"`sat evaluate --checkpoint {resumed_from}`) before lowering "
+                          "config.train.learning_rate.")
+    return message + "Lower config.train.learning_rate or check the data."

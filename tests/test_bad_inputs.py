@@ -30,16 +30,20 @@ from show_attend_tell.config_loading import ConfigError, config_from_args
 from show_attend_tell.data import pipeline
 from show_attend_tell.data.images import encoded_rgb, load_image_rgb, resize_and_crop
 from show_attend_tell.data.vocab import END, UNK
+from show_attend_tell.digests import write_digest
 from show_attend_tell.train import train_and_evaluate
+from show_attend_tell.workdir_lock import LOCK_FILE
 
 SIZE = 32
 
 
 # ------------------------------------------------------------------------------ helpers
 def snapshot(*folders: Path) -> dict:
-    """Every file under ``folders`` -> (bytes, mtime in ns)."""
+    """Every file under ``folders`` -> (bytes, mtime in ns); the workdir lock file, which
+    records its last holder, is bookkeeping rather than a result and is left out."""
     return {path: (path.read_bytes(), path.stat().st_mtime_ns)
-            for folder in folders for path in sorted(folder.rglob("*")) if path.is_file()}
+            for folder in folders for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != LOCK_FILE}
 
 
 def sat(argv: list[str], capsys) -> tuple[int, str]:
@@ -265,12 +269,14 @@ def trained(tmp_path_factory, tiny_shapes):
 
 
 def edited_copy(workdir: Path, target: Path, change) -> Path:
-    """A copy of ``workdir`` whose last checkpoint's metadata JSON went through ``change``."""
+    """A copy of ``workdir`` whose last checkpoint's metadata JSON went through ``change``
+    (and a digest of the result, as the writer of such a checkpoint would have made)."""
     shutil.copytree(workdir, target)
     meta_file = next((target / "checkpoints" / str(STEPS) / "meta").glob("*"))
     meta = json.loads(meta_file.read_text())
     change(meta)
     meta_file.write_text(json.dumps(meta))
+    write_digest(target / "checkpoints" / str(STEPS))
     return target
 
 
@@ -326,7 +332,92 @@ def test_checkpoint_whose_optimizer_state_differs_is_one_line(tmp_path):
     (["train", "--config", "configs/shapes.py", "--workdir", "run", "--config.train.steps"],
      "--config.train.steps needs a value: --config.<key>=<value>"),
     (["evaluate", "--workdir", "run", "--beam_size", "three"], "invalid int value: 'three'"),
+    (["evaluate", "--workdir", "run", "--beam_size", "0"], "0: expected an integer >= 1"),
+    (["evaluate", "--workdir", "run", "--num_images", "-3"], "-3: expected an integer >= 0"),
+    (["evaluate", "--workdir", "run", "--checkpoint", "newest"],
+     "'newest': expected latest, best or a step number"),
 ])
 def test_missing_or_mistyped_flags_print_usage_and_exit_2(argv, message, capsys):
     code, err = sat(argv, capsys)
     assert code == 2 and err.startswith("usage: sat") and message in err
+
+
+# ------------------------------------------------------------------ values no run can use
+@pytest.mark.parametrize("override,named", [
+    ("train.steps=0", "config.train.steps=0: expected a positive number"),
+    ("train.steps=-5", "config.train.steps=-5: expected a positive number"),
+    ("train.batch_size=0", "config.train.batch_size=0: expected a positive number"),
+    ("train.learning_rate=-0.001", "config.train.learning_rate=-0.001: expected a positive"),
+    ("train.learning_rate=0", "config.train.learning_rate=0.0: expected a positive"),
+    ("train.eval_every=-1", "config.train.eval_every=-1: expected zero or a positive number"),
+])
+def test_values_no_run_can_use_are_refused_before_anything_is_made(tmp_path, override, named,
+                                                                   capsys):
+    code, err = sat(["train", "--config", "configs/shapes.py:smoke", "--workdir",
+                     str(tmp_path / "run"), f"--config.{override}"], capsys)
+    assert_one_line_error(code, err, named)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [["train", "--config", "configs/shapes.py:smoke"],
+                                     ["evaluate"], ["caption", "x.png"]])
+def test_empty_workdir_is_a_usage_error(command, capsys):
+    code, err = sat(command + ["--workdir", ""], capsys)
+    assert code == 2 and "--workdir: empty path" in err
+
+
+def test_resume_that_would_move_the_cosine_learning_rate_is_refused(trained, capsys):
+    workdir, argv = trained
+    before = snapshot(workdir)
+    code, err = sat(argv + ["--config.train.steps=20"], capsys)
+    assert_one_line_error(code, err, str(workdir), "train.steps 12 -> 20 would move the cosine "
+                          "learning rate", "keep train.steps=12")
+    assert snapshot(workdir) == before
+
+
+def huge_png(path: Path, side: int) -> Path:
+    """A valid ``side`` x ``side`` black RGB PNG, written without holding its pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    packer, row, data = zlib.compressobj(9), b"\0" * (1 + 3 * side), []
+    for _ in range(side):
+        data.append(packer.compress(row))
+    data.append(packer.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2,
+                                                                         0, 0, 0))
+                     + chunk(b"IDAT", b"".join(data)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_image_over_the_pixel_budget_is_refused_before_decoding(tmp_path):
+    path = huge_png(tmp_path / "wall.png", 13_000)  # 169 megapixels in ~0.5 MB
+    assert path.stat().st_size < 2_000_000
+    with Image.open(path) as image:  # a valid PNG, under Pillow's own error limit
+        assert image.size == (13_000, 13_000)
+    for reader in (lambda p: load_image_rgb(p, SIZE), encoded_rgb):
+        with pytest.raises(ValueError, match=r"wall.png: 13000×13000 image has 169,000,000 pixels, "
+                                             r"more than the 64,000,000 read"):
+            reader(path)
+
+
+def test_train_before_its_dataset_is_built_prints_only_the_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "show_attend_tell", "train", "--config", "configs/shapes.py:smoke",
+         "--workdir", str(tmp_path / "run"), f"--config.data.data_dir={tmp_path / 'nothing'}"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "cannot schedule" not in result.stderr, result.stderr
+    # (TensorFlow's start-up notes, e.g. on oneDNN "round-off errors", are not errors)
+    errors = [line for line in result.stderr.splitlines()
+              if line.startswith("sat ") or "Error" in line or "Traceback" in line]
+    assert errors == [f"sat train: error: dataset shapes/64px_salience is not built in "
+                      f"{tmp_path / 'nothing'}; run: sat data build shapes/64px_salience "
+                      f"--data_dir {tmp_path / 'nothing'}"], result.stderr

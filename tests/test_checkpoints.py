@@ -10,6 +10,7 @@ import pytest
 from configs.shapes import get_config
 from show_attend_tell import parallel
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints
+from show_attend_tell.digests import write_digest
 from show_attend_tell.models.captioner import build_captioner
 from show_attend_tell.train import make_optimizer, sharded_state
 
@@ -64,6 +65,7 @@ def test_unknown_format_and_missing_checkpoints(tmp_path):
     meta = json.loads(meta_file.read_text())
     meta["format"] = "show_attend_tell/99"
     meta_file.write_text(json.dumps(meta))
+    write_digest(tmp_path / "checkpoints" / "1")  # as the other version would have
     with pytest.raises(CheckpointError, match="format 'show_attend_tell/99' is not"):
         Checkpoints(tmp_path, read_only=True).restore_meta(1)
     with pytest.raises(CheckpointError, match="no checkpoints/ directory"):
@@ -71,3 +73,19 @@ def test_unknown_format_and_missing_checkpoints(tmp_path):
     (tmp_path / "fresh" / "checkpoints").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="no checkpoint to restore"):
         Checkpoints(tmp_path / "fresh", read_only=True).resolve("latest")
+
+
+def test_default_choice_is_the_best_validated_step_else_the_latest(tmp_path):
+    state = state_for()
+    meta = {"config": {"train": {"eval_metric": "CIDEr"}}}
+    checkpoints = Checkpoints(tmp_path, keep=2, best_metric="CIDEr")
+    checkpoints.save(1, state, meta)
+    reader = Checkpoints(tmp_path, read_only=True)  # as `sat evaluate` opens a run
+    assert reader.choose(None) == (1, "latest: no validated step kept (default)")
+    for step, cider in [(2, 50.0), (3, 10.0), (4, None)]:
+        checkpoints.save(step, state, meta, {"CIDEr": cider} if cider is not None else None)
+    reader = Checkpoints(tmp_path, read_only=True)
+    assert reader.choose(None) == (2, "best validation CIDEr (default)")
+    assert reader.choose("best") == (2, "best (--checkpoint)")
+    assert reader.choose("latest") == (4, "latest (--checkpoint)")
+    assert reader.choose("3") == (3, "given step")

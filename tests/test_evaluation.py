@@ -78,3 +78,94 @@ def test_compare_reports_runs_and_what_they_lack(run_dir, tmp_path):
     compare_runs([str(run_dir)], str(tmp_path / "no_overlays"), images=0)  # --images 0
     assert not list((tmp_path / "no_overlays").glob("attention_*.png"))
     assert (tmp_path / "no_overlays" / "index.html").is_file()
+
+
+def test_reports_are_named_by_what_was_measured_and_never_replace_another(run_dir, capsys):
+    main(["evaluate", "--workdir", str(run_dir)])  # the whole split at the config's beam (2)
+    full = run_dir / "eval" / "test_2.json"
+    before = full.read_bytes()
+    out = capsys.readouterr().out
+    assert "checkpoint_step=2, checkpoint_chosen=latest: no validated step kept (default)" in out
+    main(["evaluate", "--workdir", str(run_dir), "--num_images", "3"])
+    main(["evaluate", "--workdir", str(run_dir), "--num_images", "3", "--beam_size", "1"])
+    assert full.read_bytes() == before
+    partial = json.loads((run_dir / "eval" / "test_2_3images.json").read_text())
+    assert partial["protocol"]["images"] == 3 and partial["protocol"]["beam_size"] == 2
+    assert json.loads((run_dir / "eval" / "test_2_beam1_3images.json").read_text())[
+        "protocol"]["beam_size"] == 1
+    from show_attend_tell.compare import read_run
+
+    assert read_run(run_dir)["test"]["protocol"]["images"] == 12  # never a partial report
+
+
+def test_an_existing_report_of_another_measurement_is_refused(run_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "eval").mkdir(exist_ok=True)
+    other = copy / "eval" / "test_2.json"  # e.g. written from another dataset build
+    other.write_text(json.dumps({"protocol": {"images": 1000, "split": "test"}}))
+    before = other.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--workdir", str(copy)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "not overwritten" in err and "images: 1000 -> 12" in err
+    assert other.read_bytes() == before
+
+
+def test_caption_outputs_of_files_with_the_same_name_do_not_collide(run_dir, tmp_path, capsys):
+    paths = []
+    for folder, color in (("a", (255, 0, 0)), ("b", (0, 0, 255))):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "x.png")
+        Image.new("RGB", (40, 40), color).save(paths[-1])
+    main(["caption", "--workdir", str(run_dir), *map(str, paths), "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    overlays = [tmp_path / "out" / folder / "x_attention.png" for folder in ("a", "b")]
+    assert all(path.is_file() for path in overlays)
+    assert overlays[0].read_bytes() != overlays[1].read_bytes()
+    assert "checkpoint step 2 (latest: no validated step kept (default))" in captured.err
+
+
+def test_compare_labels_runs_whose_folders_share_a_name(run_dir, tmp_path):
+    import shutil
+
+    runs = [tmp_path / "a" / "run", tmp_path / "b" / "run"]
+    for run in runs:
+        shutil.copytree(run_dir, run)
+    report = compare_runs([str(r) for r in runs], str(tmp_path / "report"), images=1)
+    text = report.read_text()
+    assert "| a-run | soft |" in text and "| b-run | soft |" in text
+    assert {p.name for p in (tmp_path / "report").glob("attention_0_*.png")} == {
+        "attention_0_a-run.png", "attention_0_b-run.png"}
+
+
+def test_evaluate_survives_its_step_being_pruned_before_it_is_pinned(run_dir, tmp_path, capsys,
+                                                                     monkeypatch):
+    """The step chosen is pruned before the reader pins it (the real race, with training in
+    another process, is in test_reliability.py): the next choice is used and named."""
+    import shutil
+
+    from show_attend_tell.checkpoints import Checkpoints
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    original = Checkpoints.pinned
+    pruned = []
+
+    def prune_first(self, step):
+        if not pruned:  # what a running `sat train` does to a step it drops
+            pruned.append(step)
+            (copy / "checkpoints" / ".deleted").mkdir()
+            (copy / "checkpoints" / str(step)).rename(copy / "checkpoints" / ".deleted" / str(step))
+        return original(self, step)
+
+    monkeypatch.setattr(Checkpoints, "pinned", prune_first)
+    main(["evaluate", "--workdir", str(copy), "--num_images", "2"])
+    captured = capsys.readouterr()
+    assert pruned == [2]
+    assert "checkpoint step 2 was removed while it was read" in captured.err
+    assert "checkpoint_step=1, checkpoint_chosen=latest: no validated step kept (default); " \
+           "step 2 was pruned while read" in captured.out
+    assert not list((copy / "checkpoints").glob(".pinned-*"))  # the pinned copy is gone

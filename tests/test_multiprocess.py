@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from show_attend_tell.checkpoints import Checkpoints
+from show_attend_tell.checkpoints import VERIFIED, Checkpoints
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,3 +53,4 @@ def test_two_processes_equal_one_process(tmp_path):
     checkpoints = Checkpoints(tmp_path / "two", read_only=True)
     assert checkpoints.steps() == [STEPS]
     assert checkpoints.restore_meta(STEPS)["process_count"] == 2
+    assert checkpoints.verify(STEPS) == VERIFIED  # process 0 wrote the digest after the commit

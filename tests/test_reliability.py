@@ -3,7 +3,8 @@
 One chain of `sat train` runs on the smoke config trains 12 steps with a checkpoint
 after every step. Seeded random points interrupt it: three SIGKILLs (one timed to land inside
 a checkpoint save) and one SIGTERM; each following run resumes from the last complete
-checkpoint, and the final parameters must equal an uninterrupted run's bit for bit.
+checkpoint, and the final parameters must equal an uninterrupted run's bit for bit. Two
+`sat train` launched on one workdir: the second refuses, the first ends as a lone run would.
 """
 
 import errno
@@ -11,6 +12,7 @@ import os
 import pathlib
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +27,7 @@ from show_attend_tell.checkpoints import TRASH, Checkpoints
 from show_attend_tell.cli import main
 from show_attend_tell.config_loading import config_from_args
 from show_attend_tell.train import StopSignal, check_workdir_writable, train_and_evaluate
+from show_attend_tell.workdir_lock import LOCK_FILE, WorkdirBusy, WorkdirLock
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS = 12
@@ -44,14 +47,14 @@ class TrainingProcess:
     """`sat train` in a subprocess sharing the tests' persistent XLA cache, so its compiles
     are disk reads; output goes to a file (a full pipe would block it)."""
 
-    def __init__(self, data_dir, workdir: Path, log: Path):
+    def __init__(self, data_dir, workdir: Path, log: Path, extra: tuple[str, ...] = ()):
         env = {**os.environ,
                "JAX_COMPILATION_CACHE_DIR": str(REPO / ".jax_cache"),
                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.2",
                "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
         command = [sys.executable, "-m", "show_attend_tell", "train", "--config",
                    "configs/shapes.py:smoke", "--workdir", str(workdir)]
-        command += [f"--config.{item}" for item in overrides(data_dir)]
+        command += [f"--config.{item}" for item in [*overrides(data_dir), *extra]]
         self.log = log
         with open(log, "w") as output:
             self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=output,
@@ -234,3 +237,90 @@ def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(pathlib.Path, "write_text", no_space)
     with pytest.raises(OSError, match=f"workdir {tmp_path} is not writable: No space left"):
         check_workdir_writable(tmp_path)
+
+
+def assert_same_state(expected_workdir: Path, workdir: Path) -> None:
+    expected, actual = final_state(expected_workdir), final_state(workdir)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(expected),
+                            jax.tree.leaves(actual), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.mark.slow
+def test_second_train_on_a_workdir_refuses_and_the_first_ends_as_a_lone_run(tiny_shapes, tmp_path,
+                                                                            capsys):
+    workdir = tmp_path / "shared"
+    first = TrainingProcess(tiny_shapes, workdir, tmp_path / "first.log")
+    lock = workdir / LOCK_FILE
+    first.wait_until(lambda: lock.is_file() and f"pid {first.process.pid} " in lock.read_text())
+    command = ["train", "--config", "configs/shapes.py:smoke", "--workdir", str(workdir)]
+    with pytest.raises(SystemExit) as exit_info:
+        main(command + [f"--config.{item}" for item in overrides(tiny_shapes)]
+             + ["--config.train.learning_rate=0.5"])  # a user's second, different launch
+    assert first.process.poll() is None, "the first run ended before the second was refused"
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and len(err.strip().splitlines()) == 1, err
+    assert (f"{workdir} is in use by another `sat train` (pid {first.process.pid} on host "
+            f"{socket.gethostname()}") in err
+    assert first.process.wait(timeout=300) == 0, first.output()
+    assert logged_steps(workdir) == list(range(1, STEPS + 1))  # one writer's log
+    assert '"learning_rate": 0.5' not in (workdir / "config.json").read_text()
+    lone = tmp_path / "lone"
+    train_and_evaluate(config_from_args("configs/shapes.py:smoke", overrides(tiny_shapes)
+                                        + ["train.checkpoint_every=100"]), lone)
+    assert_same_state(lone, workdir)
+
+
+def test_lock_names_its_holder_and_is_free_again_after_sigkill(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from show_attend_tell.workdir_lock import "
+         "WorkdirLock\nwith WorkdirLock(sys.argv[1]): time.sleep(600)", str(tmp_path)],
+        cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while f"pid {holder.pid} " not in WorkdirLock(tmp_path).holder():
+            assert holder.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(WorkdirBusy, match=f"in use by another `sat train` \\(pid {holder.pid} "):
+            WorkdirLock(tmp_path).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+    with WorkdirLock(tmp_path) as lock:  # no stale lock, nothing to clean up by hand
+        assert f"pid {os.getpid()} " in lock.holder()
+
+
+@pytest.mark.slow
+def test_readers_survive_training_that_prunes_every_step(tiny_shapes, tmp_path):
+    """`sat evaluate`'s loading, repeated while `sat train` saves a step and drops the previous
+    one every step (so most steps are pruned while they are read): every load succeeds."""
+    from show_attend_tell.evaluation import load_chosen
+
+    workdir = tmp_path / "run"
+    training = TrainingProcess(tiny_shapes, workdir, tmp_path / "train.log",
+                               extra=("train.keep_checkpoints=1",))
+    training.wait_until(lambda: complete_steps(workdir))
+    loaded = []
+    while training.process.poll() is None:
+        *_, step, how = load_chosen(workdir)
+        loaded.append((step, how))
+    assert training.process.returncode == 0, training.output()
+    assert len(loaded) >= 2 and all(step >= 1 for step, _ in loaded), loaded
+    assert all(how.startswith("latest: no validated step kept (default)") for _, how in loaded)
+    assert not list((workdir / "checkpoints").glob(".pinned-*"))
+
+
+def test_pins_of_killed_readers_are_removed_when_training_reopens(tmp_path):
+    Checkpoints(tmp_path).save(1, {"params": {"w": np.arange(3.0)}}, {})
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    host, folder = socket.gethostname(), tmp_path / "checkpoints"
+    abandoned = folder / f".pinned-{host}-{gone}-0a0a" / "checkpoints" / "1"
+    live = folder / f".pinned-{host}-{os.getpid()}-0b0b" / "checkpoints" / "1"
+    for pin in (abandoned, live):
+        pin.mkdir(parents=True)
+    Checkpoints(tmp_path)
+    assert not abandoned.parent.parent.exists() and live.is_dir()
+    with Checkpoints(tmp_path, read_only=True).pinned(1) as reader:
+        assert reader.steps() == [1] and reader.directory != folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["1", live.parent.parent.name])

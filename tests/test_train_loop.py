@@ -59,3 +59,23 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_shapes, tmp_path):
     assert last is not None and last < 6
     state = checkpoints.manager.restore(last)["state"]
     assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state["params"]))
+
+
+def test_patience_survives_a_resume(tiny_shapes, tmp_path, monkeypatch, capsys):
+    """Validation that never improves: with patience 3 the run stops at the 4th evaluation,
+    interrupted or not (the count is saved with each checkpoint)."""
+    from show_attend_tell import evaluation
+
+    monkeypatch.setattr(evaluation, "evaluate_split", lambda *args, **kwargs: {"CIDEr": 1.0})
+
+    def run(steps, workdir):
+        config = tiny_config(tiny_shapes, "smoke", steps=steps, checkpoint_every=1, eval_every=1,
+                             patience=3)
+        return int(train_and_evaluate(config, workdir).step)
+
+    assert run(12, tmp_path / "straight") == 4
+    assert run(2, tmp_path / "resumed") == 2  # evaluations 1 (best) and 2 (1 without gain)
+    assert run(12, tmp_path / "resumed") == 4
+    assert capsys.readouterr().out.count("early stopping at step 4") == 2
+    meta = Checkpoints(tmp_path / "resumed", read_only=True).restore_meta(4)
+    assert meta["early_stopping"] == {"best": 1.0, "evaluations_since_best": 3}

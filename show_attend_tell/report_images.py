@@ -1,14 +1,18 @@
 """The evaluated test images as small files beside the HTML report.
 
-Each image is written as the model saw it: the whole picture resized to a square (the
-pipeline's resize, no crop), so the attention grid lies over it cell for cell. Flat synthetic
+Each image is written as the model saw it: the centred square the pipeline crops
+(``data.images.resize_and_crop``), at most 224 px, so the attention grid lies over it cell for
+cell. Flat synthetic
 scenes compress better as PNG, photographs as JPEG; the smaller of the two is kept.
 """
 
 import io
 from pathlib import Path
 
+import tensorflow as tf
 from PIL import Image
+
+from show_attend_tell.data.images import resize_and_crop
 
 MAX_SIDE = 224  # pixels; smaller images keep their own size
 
@@ -40,10 +44,9 @@ def export_images(data: dict, split: str, image_ids: list[int], out_dir: Path) -
         image_id = int(example["image_id"])
         if image_id not in wanted or image_id in written:
             continue
-        image = Image.open(io.BytesIO(example["image"])).convert("RGB")
-        side = min(MAX_SIDE, max(image.size))
-        if image.size != (side, side):
-            image = image.resize((side, side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        with Image.open(io.BytesIO(example["image"])) as header:
+            side = min(MAX_SIDE, *header.size)
+        image = Image.fromarray(resize_and_crop(tf.constant(example["image"]), side).numpy())
         payload, suffix = _encode_smallest(image)
         path = folder / f"{image_id}.{suffix}"
         path.write_bytes(payload)

@@ -18,9 +18,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from show_attend_tell import parallel
+from show_attend_tell import parallel, warm_start
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints
-from show_attend_tell.config_loading import config_differences, config_to_dict
+from show_attend_tell.config_loading import config_differences, config_from_dict, config_to_dict
 from show_attend_tell.losses import caption_loss, update_baseline
 from show_attend_tell.models.captioner import Captioner, build_captioner
 from show_attend_tell.models.encoders import example_input
@@ -34,6 +34,9 @@ RUN_LENGTH_KEYS = {
     "train.patience", "train.keep_checkpoints", "data.data_dir", "data.num_val_images",
     "eval.batch_size",
 }
+# Keys added after runs were saved without them: an absent key reads as this value.
+ADDED_KEYS = {"train.objective": "xe", "train.init_from": ""}
+OBJECTIVES = ("xe", "scst")
 
 
 class TrainingDiverged(RuntimeError):
@@ -247,10 +250,17 @@ def restore_or_start(config, workdir: Path, checkpoints: Checkpoints):
 
     latest = checkpoints.latest_step()
     if latest is None:
+        if config.train.init_from:  # the source run's vocabulary: its output layer is tied to it
+            return warm_start.source_vocabulary(config.train.init_from), None, None
         vocab = pipeline.build_vocabulary(config)
         return vocab, None, None
     meta = checkpoints.restore_meta(latest)
-    differences = config_differences(meta["config"], config_to_dict(config), RUN_LENGTH_KEYS)
+    saved = config_to_dict(config_from_dict(meta["config"]))
+    for key, default in ADDED_KEYS.items():
+        group, name = key.split(".")
+        saved.get(group, {}).setdefault(name, default)
+    saved.get("train", {}).setdefault("scst", config_to_dict(config).get("train", {}).get("scst"))
+    differences = config_differences(saved, config_to_dict(config), RUN_LENGTH_KEYS)
     if differences:
         raise CheckpointError(
             f"{workdir}: the saved config differs from this run's ({'; '.join(differences)}); "
@@ -267,6 +277,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     from show_attend_tell.evaluation import evaluate_split
 
     workdir = Path(workdir)
+    objective = config.train.get("objective", "xe")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"config.train.objective={objective!r}; expected one of {list(OBJECTIVES)}")
     check_workdir_writable(workdir)
     mesh = parallel.make_mesh()
     parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
@@ -280,18 +293,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state, state_shardings = sharded_state(model, tx, config.seed, mesh)
     if start is not None:
         state = checkpoints.restore_state(start, state)
+    elif config.train.get("init_from"):  # a fresh optimizer and step on the source's params
+        params, source = warm_start.load_params(config.train.init_from, state.params,
+                                                state_shardings.params)
+        state = state.replace(params=params)
+        print(f"starting from the parameters of {source}")
     else:
         if model_config.encoder.get("weights"):  # a fresh run starts from the pretrained encoder
             params = with_pretrained_encoder(jax.device_get(state.params), model_config.encoder)
             state = state.replace(params=jax.device_put(params, state_shardings.params))
-        if jax.process_index() == 0:
-            (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
-            vocab.save(workdir / "vocab.json")
-    step_fn = compile_train_step(model, tx, config.train, mesh, state_shardings)
+    if start is None and jax.process_index() == 0:
+        (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+        vocab.save(workdir / "vocab.json")
+    local_batch_size = parallel.local_batch_size(config.train.batch_size)
+    if objective == "scst":
+        from show_attend_tell import scst
+        from show_attend_tell.data.references import image_batches
 
-    batches = pipeline.train_iterator(
-        config, vocab, parallel.local_batch_size(config.train.batch_size), image_size
-    )
+        step_fn = scst.ScstStep(model, tx, config, mesh, state_shardings,
+                                scst.document_frequency(workdir, config, vocab))
+        batches = image_batches(config, vocab, local_batch_size, image_size)
+    else:
+        compiled = compile_train_step(model, tx, config.train, mesh, state_shardings)
+        step_fn = lambda state, local: compiled(state, parallel.global_batch(mesh, local))  # noqa: E731
+        batches = pipeline.train_iterator(config, vocab, local_batch_size, image_size)
     if iterator_state is not None:
         batches.set_state(iterator_state)
 
@@ -314,8 +339,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     with StopSignal() as stop:
         for step in range(first + 1, config.train.steps + 1):
-            batch = parallel.global_batch(mesh, next(batches))
-            state, metrics = step_fn(state, batch)
+            state, metrics = step_fn(state, next(batches))
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
             count += 1
             should_log = step % config.train.log_every == 0 or step == config.train.steps
@@ -333,7 +357,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
                 elapsed = time.perf_counter() - tick
                 means["steps_per_second"] = count / elapsed
                 log.write(step, "train", means)
-                progress.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['token_accuracy']:.3f}")
+                progress.set_postfix(loss=f"{means['loss']:.3f}", **(
+                    {"acc": f"{means['token_accuracy']:.3f}"} if "token_accuracy" in means
+                    else {"cider": f"{means['reward']:.3f}"}))
                 progress.update(count)
                 sums, count, tick = None, 0, time.perf_counter()
             validation = None

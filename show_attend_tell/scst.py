@@ -80,7 +80,8 @@ def scst_loss(outputs, tokens, locations, advantages, entropy_weight: float) -> 
     _, mask = teacher_forcing_inputs(tokens)
     log_probs = policy_log_probs(steps.logits)  # [N, T, V]
     token_log_prob = jnp.take_along_axis(log_probs, tokens[..., None], axis=-1)[..., 0]
-    log_prob = jnp.sum(token_log_prob * mask, axis=1)
+    # after <end> the target is <pad>, impossible under π (log π = −inf): masked by selection
+    log_prob = jnp.sum(jnp.where(mask > 0, token_log_prob, 0.0), axis=1)
     probs = jnp.exp(log_probs)
     entropy = -jnp.sum(jnp.where(probs > 0, probs * log_probs, 0.0), axis=-1)
     hard = ~outputs.used_expected  # rows that sampled locations

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BASE := $(VENV)/.installed
 TESTS := $(VENV)/.installed-tests
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo scst bench clean
 
 install: $(TESTS)
 
@@ -32,6 +32,16 @@ test: $(TESTS) lint
 
 demo: $(BASE)
 	$(PY) -m show_attend_tell.demo
+
+# Self-critical training (CIDEr-D reward) from the `make demo` run, then both on the test split
+# (docs/scst.md): a few CPU minutes after make demo.
+scst: $(BASE)
+	test -d runs/demo/checkpoints || { echo "make scst starts from runs/demo: run make demo first"; exit 1; }
+	$(PY) -m show_attend_tell.cli train --config configs/shapes.py:scst --workdir runs/scst \
+		--config.train.init_from=runs/demo --config.data.data_dir=data/tfds
+	$(PY) -m show_attend_tell.cli evaluate --workdir runs/demo --split test --beam_size 3
+	$(PY) -m show_attend_tell.cli evaluate --workdir runs/scst --split test --beam_size 3
+	$(PY) -m show_attend_tell.cli compare runs/demo runs/scst --out runs/scst_report
 
 bench: $(BASE)
 	$(PY) bench/run_all.py

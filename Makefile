@@ -37,11 +37,11 @@ demo: $(BASE)
 # (docs/scst.md): a few CPU minutes after make demo.
 scst: $(BASE)
 	test -d runs/demo/checkpoints || { echo "make scst starts from runs/demo: run make demo first"; exit 1; }
-	$(PY) -m show_attend_tell.cli train --config configs/shapes.py:scst --workdir runs/scst \
+	$(PY) -m show_attend_tell train --config configs/shapes.py:scst --workdir runs/scst \
 		--config.train.init_from=runs/demo --config.data.data_dir=data/tfds
-	$(PY) -m show_attend_tell.cli evaluate --workdir runs/demo --split test --beam_size 3
-	$(PY) -m show_attend_tell.cli evaluate --workdir runs/scst --split test --beam_size 3
-	$(PY) -m show_attend_tell.cli compare runs/demo runs/scst --out runs/scst_report
+	$(PY) -m show_attend_tell evaluate --workdir runs/demo --split test --beam_size 3
+	$(PY) -m show_attend_tell evaluate --workdir runs/scst --split test --beam_size 3
+	$(PY) -m show_attend_tell compare runs/demo runs/scst --out runs/scst_report
 
 bench: $(BASE)
 	$(PY) bench/run_all.py

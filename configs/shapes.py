@@ -110,11 +110,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.train.entropy_weight = 0.001
     if "scst" in variant:
         use_scst(config)
-        # From the make-demo checkpoint: 32 images x 5 samples per step, a few CPU minutes.
+        # From the make-demo checkpoint: 32 images x 5 samples per step, ~0.7 s a step on
+        # 2 CPU cores (docs/scst.md).
         config.train.batch_size = 32
-        config.train.steps = 300
-        config.train.eval_every = 100
-        config.train.checkpoint_every = 100
+        config.train.steps = 400
+        config.train.eval_every = 200
+        config.train.checkpoint_every = 200
         config.train.log_every = 10
         config.data.num_val_images = 200
     if variant.startswith("smoke"):

@@ -173,6 +173,8 @@ class ScstStep:
                              "with baseline='mean_of_others')")
         self.mesh, self.df, self.kind = mesh, df, scst.baseline
         self.k, self.max_length = scst.samples, config.eval.max_length
+        self.widths = sorted({b + 1 for b in config.data.bucket_boundaries
+                              if b + 1 < self.max_length} | {self.max_length})
         batch, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
         self._sample = jax.jit(
             lambda state, images: sample(model, {"params": state.params}, images,
@@ -210,8 +212,13 @@ class ScstStep:
         arrays = parallel.global_batch(self.mesh, {
             "rewards": rewards.astype(np.float32), "baseline": baseline.astype(np.float32),
             "greedy": greedy.astype(np.float32)})
-        state, metrics = self._update(state, images, samples.tokens, samples.locations,
-                                      arrays["rewards"], arrays["baseline"], arrays["greedy"])
+        # The gradient pass runs only as many steps as the longest sample needs, rounded up to
+        # a few fixed widths (one compilation each); the steps cut are <pad> everywhere.
+        longest = int(jnp.max(samples.lengths)) + 1  # <end> included
+        width = min(w for w in self.widths if w >= min(longest, self.max_length))
+        state, metrics = self._update(state, images, samples.tokens[:, :, :width],
+                                      samples.locations[:, :, :width], arrays["rewards"],
+                                      arrays["baseline"], arrays["greedy"])
         jax.block_until_ready(metrics)
         done = time.perf_counter()
         metrics.update(seconds_sampling=sampled - start, seconds_reward=scored - sampled,

@@ -244,3 +244,20 @@ def test_scst_from_a_cross_entropy_run_resumes_bitwise(tiny_shapes, tmp_path):
 
     with pytest.raises(CheckpointError, match="config.train.init_from"):
         run(tmp_path / "bad", 1, f"train.init_from={tmp_path / 'nowhere'}")
+
+
+def test_unknown_objective_is_a_one_line_error(tmp_path):
+    config = get_config("smoke_scst")
+    config.train.objective = "rl"
+    with pytest.raises(ValueError, match=r"config.train.objective='rl'; expected one of \['xe', 'scst'\]"):
+        train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.parametrize("spec", ["configs/shapes.py:scst", "configs/shapes.py:scst_hard",
+                                  "configs/coco.py:scst", "configs/flickr8k.py:scst"])
+def test_scst_variants_select_self_critical_training(spec):
+    config = config_from_args(spec, [])
+    assert config.train.objective == "scst" and config.train.eval_metric == "CIDEr"
+    assert config.train.scst.samples == 5 and config.train.scst.baseline == "greedy"
+    assert config.model.attention == ("hard" if spec.endswith("hard") else "soft")

@@ -97,7 +97,7 @@ def scst_loss(outputs, tokens, locations, advantages, entropy_weight: float) -> 
         log_prob=jnp.mean(log_prob),
         sample_entropy=jnp.sum(entropy * mask) / jnp.maximum(mask.sum(), 1.0),
         sample_length=jnp.mean(mask.sum(axis=1)),
-        location_mismatch=1.0 - jnp.mean(valid),
+        location_mismatch=jnp.mean(1.0 - valid),
     )
 
 

@@ -203,9 +203,12 @@ def scst_overrides(data_dir, *extra):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["configs/coco.py:smoke_scst", "configs/flickr8k.py:smoke_scst"])
+@pytest.mark.parametrize("spec", ["configs/coco.py:smoke_scst", "configs/flickr8k.py:smoke_scst",
+                                  "configs/shapes.py:smoke_scst+hard"])
 def test_scst_smoke_variants_train_two_steps(spec, tiny_shapes, tmp_path):
-    config = config_from_args(spec, scst_overrides(tiny_shapes, "train.eval_every=0"))
+    spec, _, hard = spec.partition("+")
+    extra = ["model.attention=hard"] if hard else []
+    config = config_from_args(spec, scst_overrides(tiny_shapes, "train.eval_every=0", *extra))
     assert config.train.objective == "scst"
     state = train_and_evaluate(config, tmp_path)
     assert int(state.step) == 2
@@ -213,6 +216,8 @@ def test_scst_smoke_variants_train_two_steps(spec, tiny_shapes, tmp_path):
     text = (tmp_path / "metrics.jsonl").read_text()
     for name in ("reward", "baseline", "advantage_std", "sample_entropy", "greedy_cider"):
         assert f'"train/{name}"' in text
+    if hard:  # every re-scored row replayed its sampled locations
+        assert '"train/location_mismatch": 0.0' in text
 
 
 @pytest.mark.slow

@@ -266,3 +266,42 @@ def test_scst_variants_select_self_critical_training(spec):
     assert config.train.objective == "scst" and config.train.eval_metric == "CIDEr"
     assert config.train.scst.samples == 5 and config.train.scst.baseline == "greedy"
     assert config.model.attention == ("hard" if spec.endswith("hard") else "soft")
+
+
+@pytest.mark.parametrize("baseline", ["greedy", "mean_of_others"])
+def test_scst_step_on_four_devices_equals_one_device(baseline):
+    from show_attend_tell.cider import DocumentFrequency
+    from show_attend_tell.parallel import make_mesh
+    from show_attend_tell.scst import ScstStep
+    from show_attend_tell.train import make_optimizer, sharded_state
+
+    config = get_config("smoke_scst")
+    config.train.scst.baseline = baseline
+    config.eval.max_length = 6
+    # SGD: an update linear in the gradient (Adam's m/√v turns rounding in near-zero gradients
+    # into full-size steps)
+    config.train.optimizer, config.train.learning_rate = "sgd", 0.1
+    rng = np.random.default_rng(0)
+    references = rng.integers(4, VOCAB, (8, 3, 5)).astype(np.int32)
+    lengths = rng.integers(1, 6, (8, 3)).astype(np.int32)
+    batch = {"image": rng.integers(0, 256, (8, 64, 64, 3)).astype(np.uint8),
+             "references": references, "reference_lengths": lengths}
+    df = DocumentFrequency.from_references(
+        [[list(r[:n]) for r, n in zip(refs, ns, strict=True)]
+         for refs, ns in zip(references, lengths, strict=True)], VOCAB)
+    model = build_captioner(config.model, VOCAB)
+    tx = make_optimizer(config.train)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = make_mesh(devices)
+        state, shardings = sharded_state(model, tx, config.seed, mesh)
+        step = ScstStep(model, tx, config, mesh, shardings, df)
+        for _ in range(2):
+            state, metrics = step(state, batch)
+        results.append((jax.device_get(state.params), jax.device_get(metrics)))
+    (one, one_metrics), (four, four_metrics) = results
+    assert one_metrics["advantage_std"] > 0
+    for name in ("loss", "reward", "baseline", "greedy_cider", "sample_entropy"):
+        np.testing.assert_allclose(four_metrics[name], one_metrics[name], rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(four), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

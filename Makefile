@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BASE := $(VENV)/.installed
 TESTS := $(VENV)/.installed-tests
 
-.PHONY: install test lint demo rehearsal bench clean
+.PHONY: install test lint demo rehearsal scst bench clean
 
 install: $(TESTS)
 
@@ -37,6 +37,16 @@ demo: $(BASE)
 # import needs the convert extra, which the test stamp installs.
 rehearsal: $(TESTS)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PYTHON=$(PY) launch/rehearsal.sh
+
+# Self-critical training (CIDEr-D reward) from the `make demo` run, then both on the test split
+# (docs/scst.md): a few CPU minutes after make demo.
+scst: $(BASE)
+	test -d runs/demo/checkpoints || { echo "make scst starts from runs/demo: run make demo first"; exit 1; }
+	$(PY) -m show_attend_tell train --config configs/shapes.py:scst --workdir runs/scst \
+		--config.train.init_from=runs/demo --config.data.data_dir=data/tfds
+	$(PY) -m show_attend_tell evaluate --workdir runs/demo --split test --beam_size 3
+	$(PY) -m show_attend_tell evaluate --workdir runs/scst --split test --beam_size 3
+	$(PY) -m show_attend_tell compare runs/demo runs/scst --out runs/scst_report
 
 bench: $(BASE)
 	$(PY) bench/run_all.py

@@ -17,10 +17,12 @@ Settings: VGG-19 conv5_4 annotations 14×14×512 (frozen, ImageNet weights from
 with length buckets, dropout 0.5, Adam, early stopping on validation BLEU-4. Fine-tune with
 `--config.model.encoder.kwargs.trainable=true` (own rate `model.encoder.learning_rate`);
 train on precomputed annotations with `--config.data.feature_cache=DIR`
-(`sat data cache-features`). Variants: soft, hard, smoke, smoke_hard.
+(`sat data cache-features`). Variants: soft, hard, smoke, smoke_hard, scst (self-critical
+training from a cross-entropy run, `--config.train.init_from=runs/coco_soft`, docs/scst.md),
+smoke_scst.
 `:hard` trains with the paper's REINFORCE reward (eq. 12: log p(y | s, a) summed over the
 caption) and entropy weight λ_e = 0.01. `configs/shapes.py:hard` uses the Theano code's
-per-token mean and λ_e = 0.001 instead, because the sum failed on shapes (README Results);
+per-token mean and λ_e = 0.001 instead, because the sum failed on shapes (docs/results.md);
 that choice is not measured on COCO. To train with it:
 `--config.train.reward=mean --config.train.entropy_weight=0.001`.
 """
@@ -29,12 +31,14 @@ import ml_collections
 
 from configs import shapes
 
+VARIANTS = ("soft", "hard", "smoke", "smoke_hard", "scst", "smoke_scst")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = arg or "soft"
-    if variant not in ("soft", "hard", "smoke", "smoke_hard"):
+    if variant not in VARIANTS:
         raise ValueError(
-            f"configs/coco.py: unknown variant {variant!r}; expected soft, hard, smoke, smoke_hard"
+            f"configs/coco.py: unknown variant {variant!r}; expected {', '.join(VARIANTS)}"
         )
     config = shapes.get_config("hard" if variant.endswith("hard") else "soft")
     config.data.name = "coco_captions"
@@ -78,6 +82,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # The paper's reward, not the shapes:hard override it inherited (see the docstring).
         config.train.reward = "sum"
         config.train.entropy_weight = 0.01
+
+    if "scst" in variant:
+        # Self-critical fine-tuning from a cross-entropy run (--config.train.init_from=WORKDIR);
+        # docs/scst.md. Selected by validation CIDEr, the reward.
+        shapes.use_scst(config)
+        config.train.steps = 50_000
 
     if variant.startswith("smoke"):
         _shrink(config)

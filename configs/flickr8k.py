@@ -11,30 +11,34 @@ Paper, Table 1 (Flickr8k, test): soft BLEU-1/2/3/4 67/44.8/29.9/19.5, METEOR 18.
 hard 67/45.7/31.4/21.3, METEOR 20.30 (paper's BLEU script; pycocoevalcap differs a little).
 Settings: VGG-19 conv5_4 14×14×512 frozen, vocabulary 10000, batch 64, length buckets,
 dropout 0.5, RMSProp (the paper's choice for Flickr8k), early stopping on validation BLEU-4.
-Variants: soft, hard, smoke, smoke_hard; `:hard` uses the paper's summed reward, as in
-configs/coco.py (whose docstring says how to switch to the Theano code's per-token mean).
+Variants: soft, hard, smoke, smoke_hard, scst (self-critical training from a cross-entropy run,
+`--config.train.init_from=runs/f8k_soft`, docs/scst.md), smoke_scst. `:hard` uses the paper's
+summed reward, as in configs/coco.py (whose docstring says how to switch to the Theano code's
+per-token mean).
 """
 
 import ml_collections
 
 from configs import coco
 
+VARIANTS = ("soft", "hard", "smoke", "smoke_hard", "scst", "smoke_scst")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = arg or "soft"
-    if variant not in ("soft", "hard", "smoke", "smoke_hard"):
+    if variant not in VARIANTS:
         raise ValueError(
-            f"configs/flickr8k.py: unknown variant {variant!r}; expected soft, hard, smoke, "
-            "smoke_hard"
+            f"configs/flickr8k.py: unknown variant {variant!r}; expected {', '.join(VARIANTS)}"
         )
-    config = coco.get_config("hard" if variant.endswith("hard") else "soft")
+    config = coco.get_config("hard" if variant.endswith("hard") else
+                             "scst" if variant.endswith("scst") else "soft")
     config.data.name = "karpathy"
     config.data.builder_config = "flickr8k"
     config.data.val_split = "val"
     config.data.num_val_images = 0
     config.train.optimizer = "rmsprop"
-    config.train.learning_rate = 1e-4
-    config.train.steps = 40_000
+    config.train.learning_rate = 5e-5 if variant.endswith("scst") else 1e-4
+    config.train.steps = 20_000 if variant.endswith("scst") else 40_000
     config.train.eval_every = 1000
     config.train.checkpoint_every = 1000
     if variant.startswith("smoke"):

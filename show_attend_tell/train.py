@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from show_attend_tell import parallel
+from show_attend_tell import parallel, warm_start
 from show_attend_tell.checkpoints import VERIFIED, CheckpointError, Checkpoints, CorruptCheckpoint
 from show_attend_tell.config_loading import ConfigError, config_differences, config_from_dict, config_to_dict
 from show_attend_tell.losses import caption_loss, update_baseline
@@ -38,6 +38,7 @@ RUN_LENGTH_KEYS = {
     "train.patience", "train.keep_checkpoints", "data.data_dir", "data.num_val_images",
     "eval.batch_size",
 }
+OBJECTIVES = ("xe", "scst")
 
 
 # Values that must be positive (else training does nothing, divides by zero or ascends).
@@ -62,6 +63,9 @@ def check_values(config) -> None:
                 continue
             if isinstance(value, bool) or not math.isfinite(value) or not valid(value):
                 raise ConfigError(f"config.{key}={value!r}: expected {wanted}")
+    objective = config.train.get("objective", "xe")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"config.train.objective={objective!r}; expected one of {list(OBJECTIVES)}")
 
 
 # ---------------------------------------------------------------- state & optimizer
@@ -318,6 +322,8 @@ def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, resume_fro
 
     latest = resume_step(checkpoints, resume_from, workdir)
     if latest is None:
+        if config.train.init_from:  # the source run's vocabulary: its output layer is tied to it
+            return warm_start.source_vocabulary(config.train.init_from), None, None
         vocab = pipeline.build_vocabulary(config)
         return vocab, None, None, {}
     meta = checkpoints.restore_meta(latest)
@@ -370,18 +376,30 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
     state, state_shardings = sharded_state(model, tx, config.seed, mesh)
     if start is not None:
         state = checkpoints.restore_state(start, state)
+    elif config.train.get("init_from"):  # a fresh optimizer and step on the source's params
+        params, source = warm_start.load_params(config.train.init_from, state.params,
+                                                state_shardings.params)
+        state = state.replace(params=params)
+        print(f"starting from the parameters of {source}")
     else:
         if model_config.encoder.get("weights"):  # a fresh run starts from the pretrained encoder
             params = with_pretrained_encoder(jax.device_get(state.params), model_config.encoder)
             state = state.replace(params=jax.device_put(params, state_shardings.params))
-        if jax.process_index() == 0:
-            (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
-            vocab.save(workdir / "vocab.json")
-    step_fn = compile_train_step(model, tx, config.train, mesh, state_shardings)
+    if start is None and jax.process_index() == 0:
+        (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
+        vocab.save(workdir / "vocab.json")
+    local_batch_size = parallel.local_batch_size(config.train.batch_size)
+    if config.train.objective == "scst":
+        from show_attend_tell import scst
+        from show_attend_tell.data.references import image_batches
 
-    batches = pipeline.train_iterator(
-        config, vocab, parallel.local_batch_size(config.train.batch_size), image_size
-    )
+        step_fn = scst.ScstStep(model, tx, config, mesh, state_shardings,
+                                scst.document_frequency(workdir, config, vocab))
+        batches = image_batches(config, vocab, local_batch_size, image_size)
+    else:
+        compiled = compile_train_step(model, tx, config.train, mesh, state_shardings)
+        step_fn = lambda state, local: compiled(state, parallel.global_batch(mesh, local))  # noqa: E731
+        batches = pipeline.train_iterator(config, vocab, local_batch_size, image_size)
     if iterator_state is not None:
         batches.set_state(iterator_state)
 
@@ -405,8 +423,7 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
 
     with StopSignal() as stop:
         for step in range(first + 1, config.train.steps + 1):
-            batch = parallel.global_batch(mesh, next(batches))
-            state, metrics = step_fn(state, batch)
+            state, metrics = step_fn(state, next(batches))
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
             count += 1
             should_log = step % config.train.log_every == 0 or step == config.train.steps
@@ -422,7 +439,9 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
                 elapsed = time.perf_counter() - tick
                 means["steps_per_second"] = count / elapsed
                 log.write(step, "train", means)
-                progress.set_postfix(loss=f"{means['loss']:.3f}", acc=f"{means['token_accuracy']:.3f}")
+                progress.set_postfix(loss=f"{means['loss']:.3f}", **(
+                    {"acc": f"{means['token_accuracy']:.3f}"} if "token_accuracy" in means
+                    else {"cider": f"{means['reward']:.3f}"}))
                 progress.update(count)
                 sums, count, tick = None, 0, time.perf_counter()
             validation, patience_spent = None, False

@@ -11,7 +11,8 @@ import numpy as np
 from configs.shapes import get_config
 from show_attend_tell import parallel
 from show_attend_tell.models.captioner import build_captioner
-from show_attend_tell.train import compile_train_step, make_optimizer, sharded_state
+from show_attend_tell.state import make_optimizer, sharded_state
+from show_attend_tell.train import compile_train_step
 
 
 def paper_config(attention: str = "soft", length: int = 22):

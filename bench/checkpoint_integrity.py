@@ -26,7 +26,7 @@ from show_attend_tell import digests, parallel  # noqa: E402
 from show_attend_tell.checkpoints import Checkpoints  # noqa: E402
 from show_attend_tell.config_loading import load_config  # noqa: E402
 from show_attend_tell.models.captioner import build_captioner  # noqa: E402
-from show_attend_tell.train import make_optimizer, sharded_state  # noqa: E402
+from show_attend_tell.state import make_optimizer, sharded_state  # noqa: E402
 
 
 def state_of(case: str):

@@ -23,7 +23,8 @@ from bench.common import emit  # noqa: E402
 from show_attend_tell import parallel  # noqa: E402
 from show_attend_tell.data import pipeline  # noqa: E402
 from show_attend_tell.models.captioner import build_captioner  # noqa: E402
-from show_attend_tell.train import compile_train_step, make_optimizer, sharded_state  # noqa: E402
+from show_attend_tell.state import make_optimizer, sharded_state  # noqa: E402
+from show_attend_tell.train import compile_train_step  # noqa: E402
 
 
 def step_times(step, state, batches, mesh):

@@ -30,7 +30,7 @@ from bench.common import (  # noqa: E402
     matmul_gflops,
     median_seconds,
 )
-from show_attend_tell.train import make_optimizer  # noqa: E402
+from show_attend_tell.state import make_optimizer  # noqa: E402
 
 
 def seconds_per_call(fn, args, calls: int, bursts: int = 7) -> float:

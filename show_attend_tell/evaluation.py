@@ -22,6 +22,7 @@ from show_attend_tell.config_loading import config_from_dict
 from show_attend_tell.data import feature_cache
 from show_attend_tell.eval_records import image_record
 from show_attend_tell.models.captioner import build_captioner
+from show_attend_tell.state import TrainState, init_state, make_optimizer
 
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
                 "scene_accuracy", "pointing_accuracy", "attention_mass_in_box")
@@ -157,7 +158,6 @@ def load_chosen(workdir, checkpoint=None, attempts: int = 3):
 
 def _restore_for_inference(checkpoints: Checkpoints, step: int, where: str):
     from show_attend_tell.data.vocab import Vocabulary
-    from show_attend_tell.train import TrainState, init_state, make_optimizer
 
     meta = checkpoints.restore_meta(step)
     config = config_from_dict(meta["config"])

@@ -19,7 +19,8 @@ def main(out_dir: str, steps: int) -> None:
     from configs.shapes import get_config
     from show_attend_tell.checkpoints import Checkpoints
     from show_attend_tell.models.captioner import build_captioner
-    from show_attend_tell.train import compile_train_step, make_optimizer, sharded_state
+    from show_attend_tell.state import make_optimizer, sharded_state
+    from show_attend_tell.train import compile_train_step
 
     config = get_config("smoke_hard")
     config.train.optimizer = "sgd"

@@ -10,7 +10,7 @@ from bench.cases import paper_config
 from bench.common import compiled_flops, matmul_flops
 from bench.matmul_ceiling import isolated_matmul_times, other_work_floor
 from bench.run_all import summary
-from show_attend_tell.train import make_optimizer
+from show_attend_tell.state import make_optimizer
 
 
 def scanned_matmuls(w, x):

@@ -12,7 +12,7 @@ from show_attend_tell import parallel
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints
 from show_attend_tell.digests import write_digest
 from show_attend_tell.models.captioner import build_captioner
-from show_attend_tell.train import make_optimizer, sharded_state
+from show_attend_tell.state import make_optimizer, sharded_state
 
 
 @functools.cache

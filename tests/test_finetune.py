@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs.coco import get_config
-from show_attend_tell.train import make_optimizer, parameter_labels
+from show_attend_tell.state import make_optimizer, parameter_labels
 
 
 def encoder_config(trainable: bool, learning_rate: float = 1e-4):

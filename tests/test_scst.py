@@ -273,7 +273,7 @@ def test_scst_step_on_four_devices_equals_one_device(baseline):
     from show_attend_tell.cider import DocumentFrequency
     from show_attend_tell.parallel import make_mesh
     from show_attend_tell.scst import ScstStep
-    from show_attend_tell.train import make_optimizer, sharded_state
+    from show_attend_tell.state import make_optimizer, sharded_state
 
     config = get_config("smoke_scst")
     config.train.scst.baseline = baseline

@@ -8,7 +8,8 @@ import pytest
 from configs.shapes import get_config
 from show_attend_tell import parallel
 from show_attend_tell.models.captioner import build_captioner
-from show_attend_tell.train import compile_train_step, make_optimizer, sharded_state
+from show_attend_tell.state import make_optimizer, sharded_state
+from show_attend_tell.train import compile_train_step
 
 VOCAB = 12
 

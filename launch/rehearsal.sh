@@ -5,14 +5,14 @@
 #   launch/rehearsal.sh [DIR]      # default runs/rehearsal; every step resumes or is skipped
 #
 # Sizes come from the environment (the defaults are `make rehearsal`'s):
-#   IMAGES=1500 VAL=150 TEST=200 STEPS=1500 BATCH=32 EVAL_EVERY=300
+#   IMAGES=1500 VAL=150 TEST=200 STEPS=600 BATCH=32 EVAL_EVERY=200
 #   TRAIN_ARGS="..."   extra --config.* overrides for sat train (the tests shrink the model)
 #   SAT="sat" PYTHON=python3   how to call the CLI and Python (make passes the .venv's)
 set -euo pipefail
 dir=${1:-runs/rehearsal}
 sat=${SAT:-sat}
 images=${IMAGES:-1500} val=${VAL:-150} test=${TEST:-200}
-steps=${STEPS:-1500} batch=${BATCH:-32} eval_every=${EVAL_EVERY:-300}
+steps=${STEPS:-600} batch=${BATCH:-32} eval_every=${EVAL_EVERY:-200}
 corpus=$dir/flickr8k tfds=$dir/tfds weights=$dir/lite0.npz features=$dir/features run=$dir/run
 start=$SECONDS
 step() { printf '== %s (%d s)\n' "$1" $((SECONDS - start)); }

@@ -234,7 +234,7 @@ def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, resume_fro
     latest = resume_step(checkpoints, resume_from, workdir)
     if latest is None:
         if config.train.init_from:  # the source run's vocabulary: its output layer is tied to it
-            return warm_start.source_vocabulary(config.train.init_from), None, None
+            return warm_start.source_vocabulary(config.train.init_from), None, None, {}
         vocab = pipeline.build_vocabulary(config)
         return vocab, None, None, {}
     meta = checkpoints.restore_meta(latest)

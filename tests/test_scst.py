@@ -232,8 +232,9 @@ def test_scst_from_a_cross_entropy_run_resumes_bitwise(tiny_shapes, tmp_path):
             tiny_shapes, f"train.init_from={source}:1", f"train.steps={steps}",
             "train.eval_every=0", "train.scst.baseline=mean_of_others", *extra)), workdir)
 
-    # learning rate 0: the run starts exactly from the source's parameters, fresh optimizer
-    still = run(tmp_path / "still", 1, "train.learning_rate=0.0")
+    # One step of a warm-up from rate 0 (the schedule's value at step 0) changes nothing: the
+    # run starts exactly from the source's parameters, with a fresh optimizer.
+    still = run(tmp_path / "still", 1, "train.schedule=constant", "train.warmup_steps=1")
     for a, b in zip(jax.tree.leaves(xe_params), jax.tree.leaves(still.params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert int(still.step) == 1

@@ -137,28 +137,89 @@ class CaptionEncoder:
         return tokens, lengths
 
 
-class TrainIterator:
-    """Endless process-local training batches with an exactly restorable position.
+class EpochStream:
+    """Endless process-local batches with an exactly restorable position.
 
-    ``get_state()`` is ``{"step": batches yielded, ...}``; every process yields one batch per
-    step, so the step alone fixes each process's (epoch, batch in epoch) and a state saved by
-    process 0 restores all of them.
+    A subclass gives ``_epoch(epoch, skip)`` (that epoch's batches from batch ``skip`` on, in
+    an order that is a pure function of (seed, epoch)), ``batches_per_epoch()`` and
+    ``_empty_epoch()``. ``get_state()`` is ``{"step": batches yielded, ...}``; every process
+    yields one batch per step, so the step alone fixes each process's (epoch, batch in epoch)
+    and a state saved by process 0 restores all of them.
     """
 
-    def __init__(self, data: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
-                 image_size: int, seed: int, process_index: int, process_count: int):
+    def __init__(self, data: ml_collections.ConfigDict, batch_size: int, image_size: int,
+                 seed: int, process_index: int, process_count: int):
         self.data, self.batch_size, self.image_size, self.seed = data, batch_size, image_size, seed
         self.process_index, self.process_count = process_index, process_count
-        self.widths = bucket_widths(data.max_caption_length, data.bucket_boundaries)
-        self.encoder = CaptionEncoder(vocab, data.max_caption_length)
         self.step = self.epoch = self.batch_in_epoch = 0
         self._batches: Iterator[dict] | None = None
-        self._batches_per_epoch: int | None = None
 
-    # Pairs and buckets --------------------------------------------------------------------
     def _shard(self) -> tf.data.Dataset:
         return open_split(self.data, self.data.train_split, self.process_index, self.process_count)
 
+    def _epoch(self, epoch: int, skip: int) -> Iterator[dict]:
+        raise NotImplementedError
+
+    def batches_per_epoch(self) -> int:
+        raise NotImplementedError
+
+    def _empty_epoch(self) -> ValueError:
+        raise NotImplementedError
+
+    def _end_of_epoch(self) -> None:
+        """Called when an epoch's batches run out (``batch_in_epoch`` is still its count)."""
+
+    def _finish(self, batch: dict) -> dict:
+        return batch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._batches is None:
+            self._batches = self._epoch(self.epoch, self.batch_in_epoch)
+        batch = next(self._batches, None)
+        if batch is None:
+            self._end_of_epoch()
+            if not self.batch_in_epoch:
+                raise self._empty_epoch()
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            self._batches = self._epoch(self.epoch, 0)
+            batch = next(self._batches)
+        self.step += 1
+        self.batch_in_epoch += 1
+        return self._finish(batch)
+
+    def get_state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "seed": self.seed, "batch_size": self.batch_size,
+                "process_count": self.process_count}
+
+    def set_state(self, state: dict) -> None:
+        """Continue after ``state["step"]`` batches of the run that saved ``state``."""
+        if state.get("seed", self.seed) != self.seed:
+            raise ValueError(f"iterator state has seed {state['seed']}, this run {self.seed}")
+        self.step = int(state["step"])
+        same_stream = (state.get("process_count") == self.process_count == 1
+                       and state.get("batch_size") == self.batch_size)
+        if same_stream:  # the saved position is this process's own: no counting pass
+            self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
+        else:
+            self.epoch, self.batch_in_epoch = divmod(self.step, self.batches_per_epoch())
+        self._batches = None
+
+
+class TrainIterator(EpochStream):
+    """(image, caption) pair batches, bucketed by caption length (see the module doc)."""
+
+    def __init__(self, data: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
+                 image_size: int, seed: int, process_index: int, process_count: int):
+        super().__init__(data, batch_size, image_size, seed, process_index, process_count)
+        self.widths = bucket_widths(data.max_caption_length, data.bucket_boundaries)
+        self.encoder = CaptionEncoder(vocab, data.max_caption_length)
+        self._batches_per_epoch: int | None = None
+
+    # Pairs and buckets --------------------------------------------------------------------
     def _pairs(self, example: dict) -> tf.data.Dataset:
         """One image's (encoded image, tokens ``[max_len + 2]``, length) per caption."""
         tokens, lengths = tf.numpy_function(self.encoder, [example["captions"]],
@@ -208,25 +269,10 @@ class TrainIterator:
                 raise self._empty_epoch()
         return self._batches_per_epoch
 
-    # Iteration and state ------------------------------------------------------------------
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        if self._batches is None:
-            self._batches = self._epoch(self.epoch, self.batch_in_epoch)
-        batch = next(self._batches, None)
-        if batch is None:
-            self._log_epoch()
-            if not self.batch_in_epoch:
-                raise self._empty_epoch()
-            self._batches_per_epoch = self.batch_in_epoch
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            self._batches = self._epoch(self.epoch, 0)
-            batch = next(self._batches)
-        self.step += 1
-        self.batch_in_epoch += 1
-        return self._same_width_everywhere(batch)
+    # Epoch ends and widths ----------------------------------------------------------------
+    def _end_of_epoch(self) -> None:
+        self._log_epoch()
+        self._batches_per_epoch = self.batch_in_epoch
 
     def _empty_epoch(self) -> ValueError:
         return ValueError(f"{self.data.name} {self.data.train_split}: no length bucket holds "
@@ -237,7 +283,7 @@ class TrainIterator:
                  self.epoch, self.batch_in_epoch, self.encoder.truncated,
                  self.data.max_caption_length, self.encoder.empty)
 
-    def _same_width_everywhere(self, batch: dict) -> dict:
+    def _finish(self, batch: dict) -> dict:
         """Processes bucket their own shards, so widths can differ at a step; global arrays
         need one shape, so every process pads to the widest (one tiny all-gather per step)."""
         if jax.process_count() == 1:
@@ -247,24 +293,6 @@ class TrainIterator:
         width = int(np.max(multihost_utils.process_allgather(np.int32(batch["tokens"].shape[1]))))
         pad = width - batch["tokens"].shape[1]
         return {**batch, "tokens": np.pad(batch["tokens"], ((0, 0), (0, pad)))}
-
-    def get_state(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "seed": self.seed, "batch_size": self.batch_size,
-                "process_count": self.process_count}
-
-    def set_state(self, state: dict) -> None:
-        """Continue after ``state["step"]`` batches of the run that saved ``state``."""
-        if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"iterator state has seed {state['seed']}, this run {self.seed}")
-        self.step = int(state["step"])
-        same_stream = (state.get("process_count") == self.process_count == 1
-                       and state.get("batch_size") == self.batch_size)
-        if same_stream:  # the saved position is this process's own: no counting pass
-            self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
-        else:
-            self.epoch, self.batch_in_epoch = divmod(self.step, self.batches_per_epoch())
-        self._batches = None
 
 
 def train_iterator(config: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,

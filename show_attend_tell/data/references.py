@@ -45,20 +45,13 @@ def references_of(batch: dict) -> list[list[list[int]]]:
             for rows, lengths in zip(batch["references"], batch["reference_lengths"], strict=True)]
 
 
-class ImageBatches:
+class ImageBatches(pipeline.EpochStream):
     """Endless process-local batches of distinct images with their references."""
 
     def __init__(self, data: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
                  image_size: int, seed: int, process_index: int, process_count: int):
-        self.data, self.vocab, self.batch_size = data, vocab, batch_size
-        self.image_size, self.seed = image_size, seed
-        self.process_index, self.process_count = process_index, process_count
-        self.step = self.epoch = self.batch_in_epoch = 0
-        self._batches: Iterator[dict] | None = None
-
-    def _shard(self) -> tf.data.Dataset:
-        return pipeline.open_split(self.data, self.data.train_split, self.process_index,
-                                   self.process_count)
+        super().__init__(data, batch_size, image_size, seed, process_index, process_count)
+        self.vocab = vocab
 
     def batches_per_epoch(self) -> int:
         builder = pipeline.open_builder(self.data, self.data.train_split)
@@ -93,46 +86,14 @@ class ImageBatches:
             lengths.set_shape([None])
             return {"image": example["image"], "references": tokens, "reference_lengths": lengths}
 
-        examples = pipeline.decode_images(images, self.data, self.image_size).map(
+        examples = pipeline.read_images(images, self.data, self.image_size).map(
             with_references, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         batches = examples.padded_batch(self.batch_size, drop_remainder=True).skip(skip).prefetch(2)
         return batches.as_numpy_iterator()
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        if self._batches is None:
-            self._batches = self._epoch(self.epoch, self.batch_in_epoch)
-        batch = next(self._batches, None)
-        if batch is None:
-            if not self.batch_in_epoch:
-                raise ValueError(f"{self.data.name} {self.data.train_split}: fewer than "
-                                 f"batch_size={self.batch_size} images")
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-            self._batches = self._epoch(self.epoch, 0)
-            batch = next(self._batches)
-        self.step += 1
-        self.batch_in_epoch += 1
-        return batch
-
-    def get_state(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "seed": self.seed, "batch_size": self.batch_size,
-                "process_count": self.process_count}
-
-    def set_state(self, state: dict) -> None:
-        """Continue after ``state["step"]`` batches of the run that saved ``state``."""
-        if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"iterator state has seed {state['seed']}, this run {self.seed}")
-        self.step = int(state["step"])
-        same_stream = (state.get("process_count") == self.process_count == 1
-                       and state.get("batch_size") == self.batch_size)
-        if same_stream:  # the saved position is this process's own
-            self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
-        else:
-            self.epoch, self.batch_in_epoch = divmod(self.step, self.batches_per_epoch())
-        self._batches = None
+    def _empty_epoch(self) -> ValueError:
+        return ValueError(f"{self.data.name} {self.data.train_split}: fewer than "
+                          f"batch_size={self.batch_size} images on process {self.process_index}")
 
 
 def image_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,

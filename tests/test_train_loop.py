@@ -64,9 +64,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_shapes, tmp_path):
 def test_patience_survives_a_resume(tiny_shapes, tmp_path, monkeypatch, capsys):
     """Validation that never improves: with patience 3 the run stops at the 4th evaluation,
     interrupted or not (the count is saved with each checkpoint)."""
-    from show_attend_tell import evaluation
+    from show_attend_tell import train
 
-    monkeypatch.setattr(evaluation, "evaluate_split", lambda *args, **kwargs: {"CIDEr": 1.0})
+    monkeypatch.setattr(train, "evaluate_split", lambda *args, **kwargs: {"CIDEr": 1.0})
 
     def run(steps, workdir):
         config = tiny_config(tiny_shapes, "smoke", steps=steps, checkpoint_every=1, eval_every=1,

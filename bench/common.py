@@ -25,12 +25,12 @@ def median_seconds(fn, *, warmup: int = 2, repeats: int = 10) -> float:
     return statistics.median(times)
 
 
-def matmul_gflops(size: int = 2048) -> float:
-    """fp32 GFLOP/s of a large square matmul on random data (constant inputs run ~2× slower
-    here, so they would understate the machine)."""
+def matmul_gflops(size: int = 2048, dtype=jnp.float32) -> float:
+    """GFLOP/s of a large square matmul on random data in ``dtype`` (constant inputs run ~2×
+    slower here, so they would understate the machine)."""
     keys = jax.random.split(jax.random.key(0))
-    a = jax.random.normal(keys[0], (size, size), jnp.float32)
-    b = jax.random.normal(keys[1], (size, size), jnp.float32)
+    a = jax.random.normal(keys[0], (size, size), dtype)
+    b = jax.random.normal(keys[1], (size, size), dtype)
     matmul = jax.jit(jnp.matmul)
     seconds = median_seconds(lambda: matmul(a, b).block_until_ready())
     return 2 * size**3 / seconds / 1e9

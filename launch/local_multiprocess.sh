@@ -10,6 +10,7 @@
 # the script exits with the failed process's status. 0 and 75 (stopped by a signal after a
 # checkpoint) are not failures: the peers are finishing the same checkpoint, so they are awaited.
 # SIGTERM or SIGINT to this script is passed on to every process (each saves and exits 75).
+# Each process runs in its own session (setsid), so a stop reaches its children too.
 set -euo pipefail
 num_processes=${1:?usage: $0 NUM_PROCESSES DEVICES_PER_PROCESS sat-args...}
 devices=${2:?usage: $0 NUM_PROCESSES DEVICES_PER_PROCESS sat-args...}
@@ -17,25 +18,26 @@ shift 2
 port=${SAT_PORT:-$((20000 + RANDOM % 20000))}
 sat=${SAT:-"$(dirname "$0")/../.venv/bin/sat"}
 
-pids=()  # process index -> pid, for the processes still running
+pids=()  # process index -> pid, for the processes still running; each leads its own group
+signal_all() { kill -"$1" -- "${pids[@]/#/-}" 2>/dev/null || true; }
 stop_all() {  # SIGTERM, then SIGKILL whatever still runs after KILL_AFTER seconds
   local pid tenths
-  kill -TERM "${pids[@]}" 2>/dev/null || true
+  signal_all TERM
   for ((tenths = 0; tenths < ${KILL_AFTER:-10} * 10; tenths++)); do
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && break; pid=; done
+    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && break; pid=; done
     [[ -n ${pid:-} ]] || return 0
     sleep 0.1
   done
-  kill -KILL "${pids[@]}" 2>/dev/null || true
+  signal_all KILL
 }
-trap 'kill -TERM "${pids[@]}" 2>/dev/null || true' TERM INT
+trap 'signal_all TERM' TERM INT
 trap '((${#pids[@]} == 0)) || stop_all' EXIT
 
 for ((i = 0; i < num_processes; i++)); do
   SAT_COORDINATOR="127.0.0.1:${port}" SAT_NUM_PROCESSES="$num_processes" SAT_PROCESS_ID="$i" \
     JAX_PLATFORMS=cpu JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo \
     XLA_FLAGS="--xla_force_host_platform_device_count=${devices}" \
-    "$sat" "$@" > >(sed "s/^/[process $i] /") 2>&1 &
+    setsid "$sat" "$@" > >(sed "s/^/[process $i] /") 2>&1 &
   pids[i]=$!
 done
 # Polled: bash's `wait -n` misses a process that ended before it was called.

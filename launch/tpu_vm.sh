@@ -25,7 +25,7 @@ sat="\$HOME/$dir/.venv/bin/sat"
 show() {  # one command as a shell line: words that need it in single quotes
   local word line=()
   for word in "$@"; do
-    [[ $word =~ ^[][A-Za-z0-9_./:=@%+,~-]+$ ]] || word="'${word//\'/\'\\\'\'}'"
+    [[ $word =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]] || word="'${word//\'/\'\\\'\'}'"
     line+=("$word")
   done
   echo "${line[*]}"

@@ -254,12 +254,15 @@ def test_jax_gives_each_slurm_task_the_gpu_of_its_local_rank(monkeypatch):
 def slurm_job(fake):
     directory, env = fake
     submit = directory / "submit"
+    # On 75 the stop signal reaches the whole task, as SLURM signals every process of a step.
     write_executable(submit / ".venv" / "bin" / "sat", """#!/usr/bin/env bash
 echo "SAT_DISTRIBUTED=$SAT_DISTRIBUTED $*" >> "$FAKE_DIR/sat.txt"
+if [ "$FAKE_STATUS" = 75 ]; then kill -TERM "$PPID"; sleep 0.2; fi
 exit "$FAKE_STATUS"
 """)
     return directory, {**env, "SLURM_JOB_ID": "4242", "SLURM_SUBMIT_DIR": str(submit),
-                       "SLURM_NTASKS_PER_NODE": "8", "SLURM_GPUS_PER_NODE": "h100:8"}
+                       "SLURM_NTASKS_PER_NODE": "8", "SLURM_GPUS_PER_NODE": "h100:8",
+                       "SLURM_CPUS_PER_TASK": "12"}
 
 
 @pytest.mark.parametrize("status, requeued", [(75, True), (0, False), (1, False)])
@@ -273,7 +276,8 @@ def test_slurm_requeues_itself_when_sat_stops_before_the_end(slurm_job, status, 
     assert (scontrol.read_text() if scontrol.exists() else "") == (
         "requeue 4242\n" if requeued else "")
     srun = (directory / "srun.txt").read_text().split()
-    assert {"--kill-on-bad-exit=1", "--gpu-bind=none", "--output=logs/%j_%t.log"} <= set(srun)
+    assert {"--kill-on-bad-exit=1", "--gpu-bind=none", "--output=logs/%j_%t.log",
+            "--cpus-per-task=12"} <= set(srun)
     assert not list((directory / "submit" / "logs").glob("*.stopped"))
 
 

@@ -37,7 +37,7 @@ for ((i = 0; i < num_processes; i++)); do
   SAT_COORDINATOR="127.0.0.1:${port}" SAT_NUM_PROCESSES="$num_processes" SAT_PROCESS_ID="$i" \
     JAX_PLATFORMS=cpu JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo \
     XLA_FLAGS="--xla_force_host_platform_device_count=${devices}" \
-    setsid "$sat" "$@" > >(sed "s/^/[process $i] /") 2>&1 &
+    setsid "$sat" "$@" > >(sed -u "s/^/[process $i] /") 2>&1 &
   pids[i]=$!
 done
 # Polled: bash's `wait -n` misses a process that ended before it was called.

@@ -81,7 +81,8 @@ cleanup)
 *)
   log=$(date -u +%Y%m%d-%H%M%S)-$verb.log
   args=$verb$( (($#)) && printf ' %q' "$@")
-  on_workers "set -e; cd ~/$dir; mkdir -p logs
+  on_workers "set -e; cd ~/$dir || { echo \"\$(hostname): no ~/$dir: run $0 setup\" >&2; exit 1; }
+    mkdir -p logs
     if pgrep -f $sat >/dev/null; then
       echo \"\$(hostname): sat is already running: $0 stop, or cleanup\" >&2; exit 1; fi
     SAT_DISTRIBUTED=auto setsid nohup $sat $args \

@@ -341,3 +341,22 @@ def test_local_launcher_waits_for_peers_finishing_a_stop(fake):
                         KILL_AFTER="0")
     assert result.returncode == 75, result.stderr
     assert (directory / "finished1").exists()
+
+
+def test_local_launcher_passes_sigterm_on_to_every_process(fake):
+    directory, env = fake
+    sat = write_executable(directory / "sat", """#!/usr/bin/env bash
+trap 'touch "$FAKE_DIR/term$SAT_PROCESS_ID"; exit 75' TERM
+touch "$FAKE_DIR/up$SAT_PROCESS_ID"
+for _ in $(seq 300); do sleep 0.1; done
+""")
+    launcher = subprocess.Popen(["bash", str(LAUNCH / "local_multiprocess.sh"), "2", "1", "train"],
+                                cwd=ROOT, env={**env, "SAT": str(sat)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (directory / "up0").exists() and (directory / "up1").exists())
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=10) == 75
+    finally:
+        launcher.kill()
+    assert (directory / "term0").exists() and (directory / "term1").exists()

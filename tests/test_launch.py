@@ -214,6 +214,10 @@ def test_tpu_dry_run_prints_the_commands_it_would_run(fake, verb):
         from_printed, direct = ([[re.sub(r"\d{8}-\d{6}", "TIME", a) for a in call]
                                  for call in calls] for calls in (from_printed, direct))
     assert from_printed == direct and direct
+    assert all(call[:3] == ["compute", "tpus", "tpu-vm"] and "--worker=all" in call
+               for call in direct)
+    if verb == "train":
+        assert "SAT_DISTRIBUTED=auto setsid nohup $HOME/show_attend_tell/.venv/bin/sat train" in printed
     if verb == "cleanup":
         assert "sudo lsof -t -w /dev/accel* /dev/vfio/*" in printed
         assert "libtpu_lockfile" in printed and "pkill -KILL -f" in printed

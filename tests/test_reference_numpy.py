@@ -41,7 +41,8 @@ def inputs(seed=0):
 def random_variables(model, seed=0):
     """Variables with every leaf random (Flax zero-initialises biases, which would hide them)."""
     annotations, tokens = inputs()
-    shapes = model.init(jax.random.key(seed), annotations, tokens[:, :2], method=Captioner.decode)
+    shapes = jax.eval_shape(functools.partial(model.init, method=Captioner.decode),
+                            jax.random.key(seed), annotations, tokens[:, :2])
     leaves, tree = jax.tree.flatten(shapes["params"])
     rng = np.random.default_rng(seed + 1)
     leaves = [jnp.asarray(rng.normal(scale=0.7, size=x.shape), jnp.float32) for x in leaves]

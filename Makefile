@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 BASE := $(VENV)/.installed
 TESTS := $(VENV)/.installed-tests
 
-.PHONY: install test lint demo rehearsal scst bench clean
+.PHONY: install test lint demo rehearsal scst bench mutants clean
 
 install: $(TESTS)
 
@@ -23,7 +23,7 @@ $(TESTS): $(BASE)
 	touch $(TESTS)
 
 lint: $(TESTS)
-	$(VENV)/bin/ruff check show_attend_tell configs tests bench
+	$(VENV)/bin/ruff check show_attend_tell configs tests bench mutants
 
 # Two workers (one per core): compiling and Python overheads dominate the suite, so it gains
 # even on 2 cores; --dist loadfile keeps each file's fixtures in one worker.
@@ -47,6 +47,11 @@ scst: $(BASE)
 	$(PY) -m show_attend_tell evaluate --workdir runs/demo --split test --beam_size 3
 	$(PY) -m show_attend_tell evaluate --workdir runs/scst --split test --beam_size 3
 	$(PY) -m show_attend_tell compare runs/demo runs/scst --out runs/scst_report
+
+# Mutation testing (docs/testing.md): plant each bug of mutants/mutants.toml in a temporary
+# copy and run the tests mapped to it; not part of `make test` (about 15 min on 2 cores).
+mutants: $(TESTS)
+	$(PY) mutants/run.py
 
 bench: $(BASE)
 	$(PY) bench/run_all.py

@@ -34,7 +34,9 @@ def test_isolated_matmul_times_lists_each_distinct_matmul_with_its_count():
     # Forward c @ w, and in the backward pass dc = g @ wᵀ and dw = cᵀ @ g: 10 times each.
     assert sorted(r["count"] for r in rows) == [10, 10, 10]
     assert sum(r["count"] * r["gflop"] for r in rows) * 1e9 == pytest.approx(matmul_flops(grad, w, x))
-    assert all(r["seconds"] >= 0 for r in rows)
+    # Each row times a real matmul (positive time) of 2·m·n·k flops: all three are 8×64×64.
+    assert all(r["seconds"] > 0 for r in rows)
+    assert [r["gflop"] for r in rows] == pytest.approx([2 * 8 * 64 * 64 / 1e9] * 3)
 
 
 def test_other_work_floor_times_each_part():

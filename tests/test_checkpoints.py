@@ -5,6 +5,7 @@ import json
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from configs.shapes import get_config
@@ -25,8 +26,28 @@ def state_for(hidden=16, vocab=9):
     return state
 
 
+def trained(state):
+    """``state`` after two Adam updates with random gradients: moments and count non-zero, so
+    a restore that kept the initial optimizer state would differ."""
+    tx = make_optimizer(get_config("smoke").train)
+    leaves, tree = jax.tree.flatten(state.params)
+    rng = np.random.default_rng(0)
+
+    @jax.jit
+    def update(state, grads):
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        return state.replace(params=optax.apply_updates(state.params, updates),
+                             opt_state=opt_state)
+
+    for _ in range(2):
+        state = update(state, jax.tree.unflatten(
+            tree, [rng.normal(size=x.shape).astype(np.float32) for x in leaves]))
+    return state
+
+
 def test_round_trip_restores_every_leaf_bitwise(tmp_path):
-    state = state_for()
+    state = trained(state_for())
+    assert any(np.abs(np.asarray(a)).max() > 0 for a in jax.tree.leaves(state.opt_state))
     state = state.replace(baseline=state.baseline + 1.5, step=state.step + 7)
     checkpoints = Checkpoints(tmp_path, keep=2)
     checkpoints.save(7, state, {"vocabulary": {"words": ["a"]}, "data_iterator": {"epoch": 1}})

@@ -203,3 +203,7 @@ def test_hard_attention_sampling_is_keyed():
     for name in DECODE_FIELDS:
         np.testing.assert_array_equal(getattr(sampled, name), getattr(again, name), err_msg=name)
     assert np.all((np.asarray(sampled.locations) >= 0) & (np.asarray(sampled.locations) < L))
+    # The key is used: another key draws other locations (4 images x 6 steps from L = 4).
+    other = decode_annotations(model, variables, annotations, **{**kwargs,
+                                                               "sample_key": jax.random.key(4)})
+    assert np.any(np.asarray(other.locations) != np.asarray(sampled.locations))

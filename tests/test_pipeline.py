@@ -164,7 +164,14 @@ def test_batch_feeds_the_mesh_and_model(config, vocab, mesh):
     model = build_captioner(config.model, len(vocab))
     variables = model.init(jax.random.key(0), device_batch["image"], device_batch["tokens"],
                            key=jax.random.key(1), train=True)
-    assert variables["params"]
+    # Every caption row is <start> words <end> <pad>..., and the model maps the sharded batch
+    # to one distribution over the vocabulary per token.
+    for row in batch["tokens"]:
+        end = row.tolist().index(END)
+        assert row[0] == START and START not in row[1:] and not row[end + 1:].any()
+        assert row[1:end].min() > END
+    out = jax.eval_shape(model.apply, variables, device_batch["image"], device_batch["tokens"])
+    assert out.steps.logits.shape == (*batch["tokens"].shape, len(vocab))
 
 
 

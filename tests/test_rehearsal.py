@@ -113,7 +113,11 @@ def test_blind_baseline_pairs_each_caption_with_another_image(corpus):
 def test_rehearsal_workflow_runs_end_to_end_at_tiny_size(tmp_path):
     """launch/rehearsal.sh as `make rehearsal` runs it: corpus, TFDS build, EfficientNet-Lite0
     weight import, feature cache, training, best-checkpoint evaluation with grounding, captions."""
-    pytest.importorskip("torch", reason="the weight import needs the convert extra (make test installs it)")
+    # make test installs the convert extra: without it this fails (no silent skip) unless the
+    # environment says the extra is left out on purpose.
+    if os.environ.get("SAT_TESTS_WITHOUT_CONVERT") == "1":
+        pytest.importorskip("torch", reason="SAT_TESTS_WITHOUT_CONVERT=1: no convert extra")
+    import torch  # noqa: F401
     env = {**os.environ, "SAT": f"{sys.executable} -m show_attend_tell", "PYTHON": sys.executable,
            "IMAGES": "24", "VAL": "4", "TEST": "4", "STEPS": "2", "BATCH": "8", "EVAL_EVERY": "2",
            "TRAIN_ARGS": "--config.model.hidden_dim=16 --config.model.embed_dim=8 "

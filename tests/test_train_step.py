@@ -42,15 +42,24 @@ def test_loss_falls_on_a_tiny_set(attention):
     mesh = parallel.make_mesh()
     step, state = setup(attention, mesh)
     batch = parallel.global_batch(mesh, fixed_batch())
-    losses = []
+    losses, history = [], []
     for _ in range(30):
         state, metrics = step(state, batch)
         losses.append(float(metrics["cross_entropy"]))
+        history.append({k: float(v) for k, v in metrics.items()})
     assert losses[-1] < 0.5 * losses[0], losses
     assert int(state.step) == 30
     if attention == "hard":
-        assert float(metrics["baseline"]) != 0.0
-        assert 0.0 <= float(metrics["sampled_fraction"]) <= 1.0
+        # §4.1's baseline: b_k = 0.9 b_{k-1} + 0.1 · (mean reward of the batch's sampled
+        # images), unchanged by a batch without samples; about half the images sample.
+        baseline = 0.0
+        for logged in history:
+            if logged["sampled_fraction"] > 0:
+                baseline = 0.9 * baseline + 0.1 * logged["reward"]
+            np.testing.assert_allclose(logged["baseline"], baseline, rtol=1e-4, atol=1e-5)
+        fractions = np.array([logged["sampled_fraction"] for logged in history])
+        np.testing.assert_allclose(fractions * 8, np.round(fractions * 8), atol=1e-6)
+        assert 0.3 < fractions.mean() < 0.7, fractions
 
 
 @pytest.mark.parametrize("attention", ["soft", "hard"])

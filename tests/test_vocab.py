@@ -35,6 +35,9 @@ def test_specials_and_frequency_order():
 def test_min_count_and_max_size():
     vocab = Vocabulary.build(CAPTIONS, min_count=2)
     assert "there" not in vocab.ids and "square" in vocab.ids
+    # Exactly the words seen at least twice (a 5, blue/small/square 3, circle/large/red 2),
+    # by decreasing count, ties alphabetical.
+    assert vocab.words[4:] == ["a", "blue", "small", "square", "circle", "large", "red"]
     assert len(Vocabulary.build(CAPTIONS, max_size=6)) == 6
     with pytest.raises(ValueError, match="max_size"):
         Vocabulary.build(CAPTIONS, max_size=4)

@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 from show_attend_tell.xla_flags import DEFAULT_FLAGS, add_default_flags
 
@@ -17,5 +20,12 @@ def test_a_flag_the_user_set_wins():
     assert add_default_flags({}) == " ".join(DEFAULT_FLAGS)
 
 
-def test_the_test_session_runs_with_the_defaults():
-    assert set(DEFAULT_FLAGS) <= set(os.environ["XLA_FLAGS"].split())
+def test_importing_the_package_sets_the_defaults_before_jax_starts():
+    """In a fresh interpreter without XLA_FLAGS (not this session, which conftest set up):
+    importing the package adds the defaults, and jax's backend, started afterwards, runs."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = ("import os, show_attend_tell; flags = os.environ['XLA_FLAGS']; "
+            "import jax; jax.numpy.ones(2).block_until_ready(); print(flags)")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert done.stdout.split() == list(DEFAULT_FLAGS)

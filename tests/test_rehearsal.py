@@ -123,7 +123,8 @@ def test_rehearsal_workflow_runs_end_to_end_at_tiny_size(tmp_path):
            "TRAIN_ARGS": "--config.model.hidden_dim=16 --config.model.embed_dim=8 "
                          "--config.model.attention_dim=8 --config.eval.batch_size=4 "
                          "--config.eval.max_length=8"}
-    env.pop("XLA_FLAGS", None)  # one device per process, as a user has on a CPU machine
+    # One device per process, as a user has on a CPU machine; the suite's fast-compile flag.
+    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
     result = subprocess.run(["bash", "launch/rehearsal.sh", str(tmp_path)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

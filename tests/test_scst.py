@@ -86,15 +86,29 @@ def stepwise_log_prob(model, params, image, captions):
     return _stepwise_log_probs(params, image, padded(captions))
 
 
+@jax.jit
+def _prepared(params, image):
+    model = tiny_model()
+    annotations = model.apply({"params": params}, image[None], method=Captioner.encode)
+    return model.apply({"params": params}, annotations, method=Captioner.prepare)
+
+
+@jax.jit
+def _step_logits(params, cache, carry, previous):
+    carry, out = tiny_model().apply({"params": params}, cache, carry, previous,
+                                    method=Captioner.step)
+    return carry, out.logits
+
+
 def stepwise_greedy(model, params, image):
-    variables = {"params": params}
-    annotations = model.apply(variables, image[None], method=Captioner.encode)
-    cache = model.apply(variables, annotations, method=Captioner.prepare)
+    """The most probable emittable token at each step, one Captioner.step call per token
+    (jitted: eager dispatch compiles every operation on its own)."""
+    del model
+    cache = _prepared(params, image)
     carry, previous, caption = cache.carry, START, ()
     while len(caption) < T and END not in caption:
-        carry, out = model.apply(variables, cache, carry, jnp.array([previous]),
-                                 method=Captioner.step)
-        previous = EMITTABLE[int(np.argmax(out.logits[0, jnp.array(EMITTABLE)]))]
+        carry, logits = _step_logits(params, cache, carry, jnp.array([previous]))
+        previous = EMITTABLE[int(np.argmax(logits[0, jnp.array(EMITTABLE)]))]
         caption += (previous,)
     return caption
 

@@ -66,8 +66,9 @@ def test_two_processes_stop_together_and_resume_as_one(tiny_shapes, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
            "SAT_COORDINATOR": f"127.0.0.1:{port}", "SAT_NUM_PROCESSES": "2",
-           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
-           "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache")}
+           # No persistent compilation cache: a hit in one process only would skew the two
+           # past gloo's 30 s wait for its peers at the first collective.
+           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
     logs = [tmp_path / f"process{index}.log" for index in range(2)]
     children = []
     for index, log in enumerate(logs):

@@ -1,7 +1,9 @@
 """``sat``: one entry point with subcommands train, evaluate, caption, compare, data, weights.
 
 Errors the user can fix (bad config, missing file, unknown checkpoint) print one line and
-exit 1; usage errors exit 2 (argparse).
+exit 1; usage errors exit 2 (argparse). ``sat train`` stopped by a signal before
+``train.steps`` (its checkpoint saved) exits ``train.EXIT_STOPPED`` (75), so that a scheduler
+can requeue it.
 """
 
 import argparse
@@ -162,9 +164,13 @@ def _import_weights(args) -> None:
 def run(args, overrides: list[str]) -> None:
     if args.command == "train":
         from show_attend_tell.config_loading import config_from_args
-        from show_attend_tell.train import train_and_evaluate
+        from show_attend_tell.train import EXIT_STOPPED, TrainingStopped, train_and_evaluate
 
-        train_and_evaluate(config_from_args(args.config, overrides), args.workdir, args.resume_from)
+        try:
+            train_and_evaluate(config_from_args(args.config, overrides), args.workdir,
+                               args.resume_from)
+        except TrainingStopped:
+            raise SystemExit(EXIT_STOPPED) from None
     elif args.command == "evaluate":
         from show_attend_tell.evaluation import evaluate_checkpoint
 

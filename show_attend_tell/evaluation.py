@@ -3,7 +3,8 @@ and captions with attention overlays for image files.
 
 Every process reads the whole evaluation split on the host (references and ground-truth
 objects stay there) and feeds its own slice of each global batch to the devices; decoded
-arrays are gathered back, so every process holds every result.
+arrays are gathered back with the host row each came from, so every process holds every
+result, paired with its image whatever the order of the mesh's devices.
 """
 
 import json
@@ -61,6 +62,9 @@ def decode_split(model, params, config, vocab, split, mesh, *, beam_size, num_im
     results = []
     show = progress and jax.process_index() == 0
     for batch in tqdm(batches, desc=f"decode {split}", disable=not show, dynamic_ncols=True):
+        # Each output's host row travels with it: where a process's rows land in the global
+        # array depends on where its devices sit in the mesh, not on the process index.
+        batch["row"] = np.arange(len(batch["example_mask"]), dtype=np.int32)
         device_batch = parallel.global_batch(mesh, _process_slice(batch))
         decoded = decode_images(
             model, variables, device_batch["image"], beam_size=beam_size,
@@ -69,13 +73,17 @@ def decode_split(model, params, config, vocab, split, mesh, *, beam_size, num_im
         )
         tokens, lengths = _to_host(decoded.tokens), _to_host(decoded.lengths)
         alphas, locations = _to_host(decoded.alphas), _to_host(decoded.locations)
-        for row in np.flatnonzero(batch["example_mask"]):
-            length = int(lengths[row])
+        rows = _to_host(device_batch["row"])
+        for out in np.argsort(rows):  # host row order: file order
+            row = rows[out]
+            if not batch["example_mask"][row]:
+                continue
+            length = int(lengths[out])
             results.append({
                 "image_id": int(batch["image_id"][row]),
-                "words": vocab.decode(tokens[row]).split(),
-                "alphas": alphas[row, :length],
-                "locations": locations[row, :length],
+                "words": vocab.decode(tokens[out]).split(),
+                "alphas": alphas[out, :length],
+                "locations": locations[out, :length],
                 "references": list(batch["references"][row]),
                 "objects": batch["objects"][row] if "objects" in batch else None,
             })

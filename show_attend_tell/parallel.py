@@ -19,8 +19,11 @@ def maybe_initialize_distributed() -> None:
 
     Multi-process launches set ``SAT_COORDINATOR`` (host:port), ``SAT_NUM_PROCESSES`` and
     ``SAT_PROCESS_ID`` (see launch/); on Cloud TPU and SLURM ``jax.distributed.initialize()``
-    finds them itself, which ``SAT_DISTRIBUTED=auto`` asks for. Must run before any device use.
+    finds them itself, which ``SAT_DISTRIBUTED=auto`` asks for. Must run before any device use;
+    a second call (``sat`` run twice in one process) does nothing.
     """
+    if jax.distributed.is_initialized():
+        return
     if os.environ.get("SAT_DISTRIBUTED") == "auto":
         jax.distributed.initialize()
     elif "SAT_COORDINATOR" in os.environ:
@@ -69,6 +72,13 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, what: str) -> None:
         )
 
 
-def local_batch_size(global_size: int) -> int:
-    """This process's share of a global batch."""
-    return global_size // jax.process_count()
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` holds on any process, answered identically on every process: a
+    decision taken on it (stop, save) happens at the same step everywhere. Each process must
+    call it at the same point (it is a collective when there are several)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.max(multihost_utils.process_allgather(np.int32(bool(flag)))))
+

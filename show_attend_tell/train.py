@@ -45,8 +45,22 @@ POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.learning_rate", "trai
 NON_NEGATIVE_KEYS = ("train.eval_every", "train.patience", "train.warmup_steps")
 
 
+# `sat train`'s exit status when a signal stopped it before train.steps, its checkpoint saved
+# (EX_TEMPFAIL from sysexits.h: "try again later"); launch scripts requeue the job on it.
+EXIT_STOPPED = 75
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class TrainingStopped(Exception):
+    """A signal stopped training before ``train.steps``; the checkpoint of ``step`` is saved.
+    The CLI exits with :data:`EXIT_STOPPED`."""
+
+    def __init__(self, step: int, state):
+        super().__init__(f"stopped by signal at step {step}")
+        self.step, self.state = step, state
 
 
 def check_values(config) -> None:
@@ -116,7 +130,10 @@ def compile_train_step(model, tx, train_config, mesh, state_shardings) -> Callab
 
 class StopSignal:
     """First SIGTERM/SIGINT: ask the loop to checkpoint and exit; second: exit at once
-    (orbax renames a step into place only when complete, so nothing half-written remains)."""
+    (orbax renames a step into place only when complete, so nothing half-written remains).
+    ``requested`` is this process's own; the loop acts on it once all processes agree
+    (:func:`parallel.any_process`), so the one collective save starts at the same step
+    everywhere even when only one process got the signal."""
 
     def __init__(self):
         self.requested = False
@@ -140,7 +157,8 @@ class StopSignal:
 def check_workdir_writable(workdir: Path) -> None:
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        probe = workdir / ".write_test"
+        # One name per process: processes sharing the workdir would delete each other's probe.
+        probe = workdir / f".write_test.{jax.process_index()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
@@ -255,7 +273,8 @@ def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, resume_fro
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                        resume_from: str = "latest") -> TrainState:
     """Train (resuming from ``workdir`` when it has a checkpoint), validate, checkpoint; the
-    workdir is locked against a second writer for the whole run."""
+    workdir is locked against a second writer for the whole run. Raises
+    :class:`TrainingStopped` when a signal ended it before ``train.steps``."""
     check_values(config)
     workdir = Path(workdir)
     check_workdir_writable(workdir)
@@ -276,6 +295,8 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
 
     mesh = parallel.make_mesh()
     parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
+    if config.train.eval_every:  # validation would find it only at its first run, hours in
+        parallel.check_batch_divisible(config.eval.batch_size, mesh, "config.eval.batch_size")
     vocab, iterator_state, start, saved_meta = restore_or_start(config, workdir, checkpoints,
                                                                 resume_from)
 
@@ -298,18 +319,17 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
     if start is None and jax.process_index() == 0:
         (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
         vocab.save(workdir / "vocab.json")
-    local_batch_size = parallel.local_batch_size(config.train.batch_size)
     if config.train.objective == "scst":
         from show_attend_tell import scst
         from show_attend_tell.data.references import image_batches
 
         step_fn = scst.ScstStep(model, tx, config, mesh, state_shardings,
                                 scst.document_frequency(workdir, config, vocab))
-        batches = image_batches(config, vocab, local_batch_size, image_size)
+        batches = image_batches(config, vocab, config.train.batch_size, image_size)
     else:
         compiled = compile_train_step(model, tx, config.train, mesh, state_shardings)
         step_fn = lambda state, local: compiled(state, parallel.global_batch(mesh, local))  # noqa: E731
-        batches = pipeline.train_iterator(config, vocab, local_batch_size, image_size)
+        batches = pipeline.train_iterator(config, vocab, config.train.batch_size, image_size)
     if iterator_state is not None:
         batches.set_state(iterator_state)
 
@@ -331,15 +351,19 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
     def save(step, metrics=None):
         checkpoints.save(step, state, meta(), metrics)
 
+    stopped_at = None
     with StopSignal() as stop:
         for step in range(first + 1, config.train.steps + 1):
             state, metrics = step_fn(state, next(batches))
+            # NaN, patience and the last step are decided on replicated values, hence alike on
+            # every process; a signal may reach one process only, so it is agreed on.
+            stop_now = parallel.any_process(stop.requested)
             sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
             count += 1
             should_log = step % config.train.log_every == 0 or step == config.train.steps
             should_eval = config.train.eval_every and step % config.train.eval_every == 0
             should_save = (step % config.train.checkpoint_every == 0 or should_eval
-                           or step == config.train.steps or stop.requested)
+                           or step == config.train.steps or stop_now)
             if should_log or should_save:
                 means = {k: float(v) / count for k, v in jax.device_get(sums).items()}
                 if not np.isfinite(means["loss"]):
@@ -374,12 +398,16 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
                 print(f"early stopping at step {step}: {config.train.eval_metric} has not "
                       f"improved for {config.train.patience} evaluations")
                 break
-            if stop.requested:
+            if stop_now:
                 print(f"stopped by signal at step {step}; checkpoint saved in "
                       f"{checkpoints.directory}; run the same command to resume")
+                if step < config.train.steps:
+                    stopped_at = step
                 break
     progress.close()
     log.close()
+    if stopped_at is not None:
+        raise TrainingStopped(stopped_at, state)
     return state
 
 

@@ -97,6 +97,35 @@ def test_restored_iterator_yields_the_same_batches(config, vocab, process_count)
     assert restored.get_state()["step"] == original.get_state()["step"]
 
 
+def test_global_batches_do_not_depend_on_the_process_count(config, vocab):
+    """The batch at step s is a function of (seed, s): two processes' rows, concatenated in
+    process order, are one process's batch; a 2-process position resumed on 1 process
+    continues the 2-process stream bit for bit (past an epoch boundary)."""
+    def make(index, count):
+        return pipeline.train_iterator(config, vocab, 8, 64, process_index=index,
+                                       process_count=count)
+
+    one, two = make(0, 1), [make(0, 2), make(1, 2)]
+
+    def two_processes():
+        parts = [next(process) for process in two]
+        assert all(len(part["tokens"]) == 4 for part in parts)
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+    def assert_equal(a, b):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+    for _ in range(one.batches_per_epoch() + 1):
+        assert_equal(next(one), two_processes())
+    resumed = make(0, 1)
+    resumed.set_state(two[0].get_state())
+    for _ in range(2):
+        assert_equal(next(resumed), two_processes())
+    assert resumed.get_state()["step"] == two[1].get_state()["step"]
+
+
 def test_truncation_and_empty_captions_are_counted(vocab):
     encoder = pipeline.CaptionEncoder(vocab, max_length=3)
     tokens, lengths = encoder(np.array([b"a small red circle", b"   ", "un café 🙂".encode()]))

@@ -26,7 +26,7 @@ import pytest
 from show_attend_tell.checkpoints import TRASH, Checkpoints
 from show_attend_tell.cli import main
 from show_attend_tell.config_loading import config_from_args
-from show_attend_tell.train import StopSignal, check_workdir_writable, train_and_evaluate
+from show_attend_tell.train import EXIT_STOPPED, StopSignal, check_workdir_writable, train_and_evaluate
 from show_attend_tell.workdir_lock import LOCK_FILE, WorkdirBusy, WorkdirLock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -164,7 +164,8 @@ def test_sigkill_and_sigterm_at_random_points_resume_bitwise(tiny_shapes, tmp_pa
         done = threading.Event()
         sigterm_self_when(lambda: max(complete_steps(workdir)) >= target, done,
                           rng.uniform(0.0, MAX_DELAY_S))
-        main(command)  # returns: `sat` exits 0
+        with pytest.raises(SystemExit) as stopped_early:
+            main(command)
         done.set()
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -172,9 +173,11 @@ def test_sigkill_and_sigterm_at_random_points_resume_bitwise(tiny_shapes, tmp_pa
     assert (f"stopped by signal at step {stopped}; checkpoint saved in {workdir.absolute()}"
             f"/checkpoints; run the same command to resume") in capsys.readouterr().out
     assert stopped < STEPS
-    record("sigterm", signal.SIGTERM, start_step, already_logged, 0)
+    # Unfinished with its checkpoint saved: EX_TEMPFAIL, which launch scripts requeue on.
+    assert stopped_early.value.code == EXIT_STOPPED == 75
+    record("sigterm", signal.SIGTERM, start_step, already_logged, EXIT_STOPPED)
 
-    main(command)
+    main(command)  # finishes: returns, `sat` exits 0
     assert not saves_in_flight(workdir)  # the killed save's leftover was removed
     assert logged_steps(workdir)[-1] == STEPS
 

@@ -49,6 +49,23 @@ def test_changed_config_on_existing_workdir_is_an_error_and_changes_nothing(tiny
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
+def test_indivisible_eval_batch_fails_before_the_first_step(tiny_shapes, tmp_path, capsys):
+    """Validation would meet it only at its first run (hours in): start-up names the key."""
+    from show_attend_tell.cli import main
+
+    with pytest.raises(SystemExit) as error:
+        main(["train", "--config", "configs/shapes.py:smoke", "--workdir", str(tmp_path),
+              f"--config.data.data_dir={tiny_shapes}", "--config.data.builder_config=tiny",
+              "--config.train.steps=2", "--config.train.eval_every=2",
+              "--config.eval.batch_size=6"])
+    assert error.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "sat train: error: config.eval.batch_size=6 must be a multiple of the number of "
+        "devices (4)")
+    assert not (tmp_path / "metrics.jsonl").exists()  # no step ran
+    assert Checkpoints(tmp_path, read_only=True).steps() == []
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_shapes, tmp_path):
     config = tiny_config(tiny_shapes, "smoke", steps=6, checkpoint_every=1, learning_rate=1e30,
                          grad_clip_norm=1e30, warmup_steps=0)

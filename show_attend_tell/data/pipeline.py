@@ -1,6 +1,7 @@
-"""tf.data input: per-process shards, length-bucketed training batches, padded eval batches.
+"""tf.data input: length-bucketed training batches, padded eval batches.
 
-Shape letters: B process-local batch, H = W = ``image_size``, T = bucket + 2 caption tokens.
+Shape letters: B process-local batch, G global batch, H = W = ``image_size``, T = bucket + 2
+caption tokens.
 
 Training yields dicts of numpy ``image`` uint8 ``[B, H, W, 3]`` and ``tokens`` int32 ``[B, T]``
 (``<start> w1..wn <end> <pad>..``), one (image, reference caption) pair per row; every caption
@@ -8,6 +9,12 @@ of every image is seen once per epoch (paper §4.3: batches of one caption lengt
 An epoch's order is a pure function of (seed, epoch), so the stream position is just a step
 count; restoring skips batches without running the model (images are decoded once each, before
 their captions are paired with them and bucketed).
+
+Training data order does not depend on the topology: every process reads the whole split and
+forms the same global batches ``[G, ...]`` (a function of (seed, step) only), then keeps its
+contiguous rows ``[i·G/P, (i+1)·G/P)``. A run resumed on another process count continues the
+same stream; the price is that each process reads (and decodes) the whole split rather than
+1/P of it.
 """
 
 import logging
@@ -138,24 +145,31 @@ class CaptionEncoder:
 
 
 class EpochStream:
-    """Endless process-local batches with an exactly restorable position.
+    """Endless process-local slices of global batches, with an exactly restorable position.
 
-    A subclass gives ``_epoch(epoch, skip)`` (that epoch's batches from batch ``skip`` on, in
-    an order that is a pure function of (seed, epoch)), ``batches_per_epoch()`` and
-    ``_empty_epoch()``. ``get_state()`` is ``{"step": batches yielded, ...}``; every process
-    yields one batch per step, so the step alone fixes each process's (epoch, batch in epoch)
-    and a state saved by process 0 restores all of them.
+    A subclass gives ``_epoch(epoch, skip)`` (that epoch's global batches of ``batch_size``
+    rows from batch ``skip`` on, in an order that is a pure function of (seed, epoch)),
+    ``batches_per_epoch()`` and ``_empty_epoch()``; this process keeps its rows of each.
+    ``get_state()`` is ``{"step": batches yielded, ...}``: the step alone fixes (epoch, batch in
+    epoch) for any process count, so a state saved by process 0 restores every process of this
+    or of another topology.
     """
 
     def __init__(self, data: ml_collections.ConfigDict, batch_size: int, image_size: int,
                  seed: int, process_index: int, process_count: int):
+        if batch_size % process_count:
+            raise ValueError(f"global batch_size={batch_size} must be a multiple of the number "
+                             f"of processes ({process_count})")
         self.data, self.batch_size, self.image_size, self.seed = data, batch_size, image_size, seed
         self.process_index, self.process_count = process_index, process_count
+        local = batch_size // process_count
+        self.rows = slice(process_index * local, (process_index + 1) * local)
         self.step = self.epoch = self.batch_in_epoch = 0
         self._batches: Iterator[dict] | None = None
 
     def _shard(self) -> tf.data.Dataset:
-        return open_split(self.data, self.data.train_split, self.process_index, self.process_count)
+        """The whole split on every process (see the module doc)."""
+        return open_split(self.data, self.data.train_split, 0, 1)
 
     def _epoch(self, epoch: int, skip: int) -> Iterator[dict]:
         raise NotImplementedError
@@ -168,9 +182,6 @@ class EpochStream:
 
     def _end_of_epoch(self) -> None:
         """Called when an epoch's batches run out (``batch_in_epoch`` is still its count)."""
-
-    def _finish(self, batch: dict) -> dict:
-        return batch
 
     def __iter__(self):
         return self
@@ -190,19 +201,32 @@ class EpochStream:
         self.batch_in_epoch += 1
         return self._finish(batch)
 
+    def _finish(self, batch: dict) -> dict:
+        """This process's rows of a global batch."""
+        if self.process_count == 1:
+            return batch
+        return {name: value[self.rows] for name, value in batch.items()}
+
     def get_state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "seed": self.seed, "batch_size": self.batch_size,
+                "seed": self.seed, "global_batch_size": self.batch_size,
                 "process_count": self.process_count}
 
     def set_state(self, state: dict) -> None:
-        """Continue after ``state["step"]`` batches of the run that saved ``state``."""
+        """Continue after ``state["step"]`` batches of the run that saved ``state`` (on any
+        number of processes)."""
         if state.get("seed", self.seed) != self.seed:
             raise ValueError(f"iterator state has seed {state['seed']}, this run {self.seed}")
         self.step = int(state["step"])
-        same_stream = (state.get("process_count") == self.process_count == 1
-                       and state.get("batch_size") == self.batch_size)
-        if same_stream:  # the saved position is this process's own: no counting pass
+        # States saved before batches were global hold the process-local "batch_size"; those
+        # of one process were global all the same.
+        saved_size = state.get("global_batch_size",
+                               state.get("batch_size") if state.get("process_count") == 1 else None)
+        if saved_size is None:
+            log.warning("iterator state from per-process data order (process_count=%s): "
+                        "continuing the global order at step %d", state.get("process_count"),
+                        self.step)
+        if saved_size == self.batch_size:  # the saved position is ours: no counting pass
             self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
         else:
             self.epoch, self.batch_in_epoch = divmod(self.step, self.batches_per_epoch())
@@ -259,8 +283,7 @@ class TrainIterator(EpochStream):
         """Σ over buckets of ⌊pairs / B⌋: the same every epoch, whatever the order."""
         if self._batches_per_epoch is None:
             counts = np.zeros(len(self.widths), np.int64)
-            for caption in caption_texts(self.data, self.data.train_split, self.process_index,
-                                         self.process_count):
+            for caption in caption_texts(self.data, self.data.train_split):
                 words = len(tokenize(caption))
                 if words:  # the same filter and bucket rule as the tf.data stream
                     counts[np.searchsorted(self.widths, min(words, self.data.max_caption_length))] += 1
@@ -276,29 +299,18 @@ class TrainIterator(EpochStream):
 
     def _empty_epoch(self) -> ValueError:
         return ValueError(f"{self.data.name} {self.data.train_split}: no length bucket holds "
-                          f"batch_size={self.batch_size} captions on process {self.process_index}")
+                          f"batch_size={self.batch_size} captions")
 
     def _log_epoch(self) -> None:
         log.info("epoch %d done: %d batches; %d captions truncated to %d words, %d empty skipped",
                  self.epoch, self.batch_in_epoch, self.encoder.truncated,
                  self.data.max_caption_length, self.encoder.empty)
 
-    def _finish(self, batch: dict) -> dict:
-        """Processes bucket their own shards, so widths can differ at a step; global arrays
-        need one shape, so every process pads to the widest (one tiny all-gather per step)."""
-        if jax.process_count() == 1:
-            return batch
-        from jax.experimental import multihost_utils
-
-        width = int(np.max(multihost_utils.process_allgather(np.int32(batch["tokens"].shape[1]))))
-        pad = width - batch["tokens"].shape[1]
-        return {**batch, "tokens": np.pad(batch["tokens"], ((0, 0), (0, pad)))}
-
 
 def train_iterator(config: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
                    image_size: int, *, process_index: int | None = None,
                    process_count: int | None = None) -> TrainIterator:
-    """Endless training batches of this process (``batch_size`` is process-local)."""
+    """Endless training batches: this process's rows of global batches of ``batch_size``."""
     index, count = _process(process_index, process_count)
     return TrainIterator(config.data, vocab, batch_size, image_size, config.seed, index, count)
 

@@ -1,6 +1,7 @@
 """Images with all their reference captions as word ids: the input of self-critical training.
 
-Shape letters: B process-local batch of images, R references per image (padded), W words.
+Shape letters: B process-local batch of images (rows of a global batch), R references per
+image (padded), W words.
 
 Cross-entropy training reads (image, caption) pairs (``pipeline.TrainIterator``); a
 sequence-level reward needs each image once with every reference. :class:`ImageBatches` yields
@@ -46,7 +47,8 @@ def references_of(batch: dict) -> list[list[list[int]]]:
 
 
 class ImageBatches(pipeline.EpochStream):
-    """Endless process-local batches of distinct images with their references."""
+    """Endless batches of distinct images with their references: this process's rows of
+    global batches (``pipeline.EpochStream``)."""
 
     def __init__(self, data: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
                  image_size: int, seed: int, process_index: int, process_count: int):
@@ -55,14 +57,9 @@ class ImageBatches(pipeline.EpochStream):
 
     def batches_per_epoch(self) -> int:
         builder = pipeline.open_builder(self.data, self.data.train_split)
-        import tensorflow_datasets as tfds
-
-        shard = tfds.split_for_jax_process(self.data.train_split, process_index=self.process_index,
-                                           process_count=self.process_count)
-        count = builder.info.splits[shard].num_examples // self.batch_size
+        count = builder.info.splits[self.data.train_split].num_examples // self.batch_size
         if not count:
-            raise ValueError(f"{self.data.name} {self.data.train_split}: fewer than "
-                             f"batch_size={self.batch_size} images on process {self.process_index}")
+            raise self._empty_epoch()
         return count
 
     def _encode(self, captions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -93,13 +90,13 @@ class ImageBatches(pipeline.EpochStream):
 
     def _empty_epoch(self) -> ValueError:
         return ValueError(f"{self.data.name} {self.data.train_split}: fewer than "
-                          f"batch_size={self.batch_size} images on process {self.process_index}")
+                          f"batch_size={self.batch_size} images")
 
 
 def image_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
                   image_size: int) -> ImageBatches:
-    """Endless training batches of images with references for this process (``batch_size``
-    process-local)."""
+    """Endless training batches of images with references: this process's rows of global
+    batches of ``batch_size``."""
     import jax
 
     return ImageBatches(config.data, vocab, batch_size, image_size, config.seed,

@@ -86,6 +86,8 @@ class Checkpoints:
                     keep_checkpoints_without_metrics=False,
                 )
             )
+        if not self.local:
+            _check_object_store_client(self.directory)
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"{workdir}: no checkpoints/ directory (train a model there first)")
         if not read_only:
@@ -415,6 +417,20 @@ class _UncommitFirst:
 
     def close(self) -> None:
         self._deleter.close()
+
+
+def _check_object_store_client(directory) -> None:
+    """Orbax lists and deletes steps under ``gs://`` after asking the bucket (with
+    google-cloud-storage) whether it has a hierarchical namespace: without that package a run
+    would fail at its first listing; say so up front instead."""
+    from orbax.checkpoint._src.path import gcs_utils
+
+    try:
+        gcs_utils.is_hierarchical_namespace_enabled(directory)
+    except ImportError as error:
+        raise CheckpointError(
+            f"{directory}: orbax needs google-cloud-storage for gs:// checkpoints ({error}); "
+            "pip install 'show_attend_tell[gcs]'") from None
 
 
 def _alive(pid: int) -> bool:

@@ -139,13 +139,11 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
-def check_workdir_writable(workdir: Path, process_index: int | None = None) -> None:
+def check_workdir_writable(workdir: Path) -> None:
     """Create ``workdir`` and write and remove a probe file in it. Each process of a job
     probes under its own name: on storage the processes share, one name would let a process
     remove another's probe between its write and its removal."""
-    if process_index is None:
-        process_index = jax.process_index()
-    probe = workdir / f".write_test-{process_index}-{socket.gethostname()}-{os.getpid()}"
+    probe = workdir / f".write_test-{jax.process_index()}-{socket.gethostname()}-{os.getpid()}"
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         probe.write_text("ok")

@@ -234,7 +234,8 @@ def test_a_delete_cut_short_on_an_object_store_leaves_no_listed_step(bucket, mon
 
 def test_a_save_cut_short_on_an_object_store_is_not_listed_nor_hashed(bucket):
     """On an object store a step is written in place; without its commit marker it is an
-    interrupted save: not listed, and its pending digest is not computed over it."""
+    interrupted save: not listed, and removed (with its pending-digest marker) when training
+    reopens the folder, before any digest could be computed over it."""
     run = "gs://b/run"
     checkpoints = Checkpoints(run, keep=2)
     checkpoints.save(1, small_state(), {})
@@ -247,6 +248,8 @@ def test_a_save_cut_short_on_an_object_store_is_not_listed_nor_hashed(bucket):
     assert Checkpoints(run, read_only=True).steps() == [1]
     reopened = Checkpoints(run, keep=2)
     assert reopened.steps() == [1] and not os.path.exists(step_2)
+    assert not os.path.exists(os.path.join(bucket.root, "b", "run", "checkpoints",
+                                           ".pending-digest-2"))
 
 
 def test_processes_sharing_a_workdir_probe_it_without_colliding(tmp_path, monkeypatch):

@@ -49,7 +49,10 @@ class StandInBucket(epath_backend._OsPathBackend):  # noqa: SLF001  (reused os-b
         return SCHEME + os.path.relpath(local, self.root)
 
     def open(self, path, mode):
-        return super().open(self.local(path), mode)
+        local = self.local(path)
+        if "r" not in mode:  # an object needs no folder above it
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+        return super().open(local, mode)
 
     def exists(self, path):
         return super().exists(self.local(path))
@@ -279,3 +282,31 @@ def test_processes_sharing_a_workdir_probe_it_without_colliding(tmp_path, monkey
     for thread in threads:
         thread.join()
     assert errors == [] and os.listdir(tmp_path / "run") == []
+
+
+def test_data_weights_and_vocabulary_on_gs(bucket, tiny_shapes):
+    """A ``gs://`` data_dir is searched in the bucket (TFDS reads the dataset's metadata
+    through epath; its records would be read by TensorFlow's GCS file system, not tested);
+    weights and vocabularies round-trip through the bucket."""
+    import shutil
+
+    from show_attend_tell.data.build import open_builder
+    from show_attend_tell.data.vocab import Vocabulary
+    from show_attend_tell.weights.store import load_weights, save_weights
+
+    shutil.copytree(tiny_shapes, os.path.join(bucket.root, "b", "tfds"))
+    builder = open_builder("shapes", "gs://b/tfds", "tiny")
+    assert builder.info.splits["train"].num_examples == 48
+    assert str(builder.data_dir).startswith("gs://b/tfds/shapes/tiny/")
+
+    weights = {"conv/kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    save_weights("gs://b/weights/vgg19.npz", "vgg19", weights)
+    encoder, loaded = load_weights("gs://b/weights/vgg19.npz")
+    assert encoder == "vgg19"
+    np.testing.assert_array_equal(loaded["conv/kernel"], weights["conv/kernel"])
+
+    vocab = Vocabulary(["a", "red", "square"])
+    vocab.save("gs://b/run/vocab.json")
+    assert Vocabulary.load("gs://b/run/vocab.json").to_dict() == vocab.to_dict()
+    assert os.path.isfile(os.path.join(bucket.root, "b", "run", "vocab.json"))
+    assert os.listdir(bucket.cwd) == []

@@ -5,8 +5,11 @@ hard-attention baseline; array tree) and ``meta`` (JSON: format version, config,
 data-iterator position, validation metrics). Orbax writes a step to a temporary directory
 and renames it when complete, so a process killed mid-save leaves nothing that is restored;
 steps to drop are renamed into ``.deleted/`` before they are removed, so a kill mid-delete
-leaves no half-deleted step either. Leftovers of both are removed when training reopens the
-folder. Kept: the last ``keep`` steps plus the best one by the validation metric.
+leaves no half-deleted step either. On an object store (``gs://``), which has no atomic
+rename, orbax writes a step in place and lists it only once its commit marker exists; a step to
+drop loses its marker first (:class:`_UncommitFirst`). Leftovers of all these are removed when
+training reopens the folder. Kept: the last ``keep`` steps plus the best one by the validation
+metric.
 
 Integrity: after a step commits, the main process writes ``<step>/digest.json`` (SHA-256 of
 every file, see ``digests.py``); every restore verifies the files it reads against it, and a

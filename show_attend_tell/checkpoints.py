@@ -5,8 +5,11 @@ hard-attention baseline; array tree) and ``meta`` (JSON: format version, config,
 data-iterator position, validation metrics). Orbax writes a step to a temporary directory
 and renames it when complete, so a process killed mid-save leaves nothing that is restored;
 steps to drop are renamed into ``.deleted/`` before they are removed, so a kill mid-delete
-leaves no half-deleted step either. Leftovers of both are removed when training reopens the
-folder. Kept: the last ``keep`` steps plus the best one by the validation metric.
+leaves no half-deleted step either. On an object store (``gs://``), which has no atomic
+rename, orbax writes a step in place and lists it only once its commit marker exists; a step to
+drop loses its marker first (:class:`_UncommitFirst`). Leftovers of all these are removed when
+training reopens the folder. Kept: the last ``keep`` steps plus the best one by the validation
+metric.
 
 Integrity: after a step commits, the main process writes ``<step>/digest.json`` (SHA-256 of
 every file, see ``digests.py``); every restore verifies the files it reads against it, and a
@@ -21,18 +24,17 @@ whose other steps have one is an error.
 import contextlib
 import errno
 import os
+import pathlib
 import secrets
-import shutil
 import socket
 import sys
-from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
 from flax.serialization import to_state_dict
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
-from show_attend_tell import digests
+from show_attend_tell import digests, paths
 
 FORMAT = "show_attend_tell/1"
 # Orbax removes a dropped step with rmtree, which a kill can interrupt, leaving a step that
@@ -50,6 +52,9 @@ VERIFIED, UNVERIFIED = "verified", "unverified (saved without a digest)"
 # A reader's hard-linked copy of the step it reads: ``.pinned-<host>-<pid>-<random>/``. Pruning
 # unlinks the step's names, never the files' contents, so the copy stays whole.
 PINNED = ".pinned-"
+# On an object store orbax writes a step in place and marks it complete with this object last
+# (a step without it is never listed); removing it first makes any later removal crash-safe.
+COMMIT_MARKER = "commit_success.txt"
 
 
 class CheckpointError(RuntimeError):
@@ -72,7 +77,8 @@ class Checkpoints:
 
     def __init__(self, workdir, keep: int = 2, best_metric: str | None = None,
                  read_only: bool = False):
-        self.directory = Path(workdir).absolute() / "checkpoints"
+        self.directory = paths.absolute(workdir) / "checkpoints"
+        self.local = paths.is_local(self.directory)
         self.best_metric = best_metric
         policies = [preservation_policy.LatestN(n=max(keep, 1))]
         if best_metric:
@@ -83,6 +89,8 @@ class Checkpoints:
                     keep_checkpoints_without_metrics=False,
                 )
             )
+        if not self.local:
+            _check_object_store_client(self.directory)
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"{workdir}: no checkpoints/ directory (train a model there first)")
         if not read_only:
@@ -99,7 +107,9 @@ class Checkpoints:
                 # Saves are rare and small here; a synchronous save makes "the checkpoint is
                 # on disk" true when save() returns, which the signal handler relies on.
                 enable_async_checkpointing=False,
-                todelete_subdir=None if read_only else TRASH,
+                # Object stores have no atomic rename: orbax ignores this there, and
+                # _UncommitFirst makes deletes crash-safe instead.
+                todelete_subdir=None if read_only or not self.local else TRASH,
                 cleanup_tmp_directories=not read_only,
             ),
             # Handlers given up front let a fresh (e.g. read-only) manager read item metadata.
@@ -108,11 +118,27 @@ class Checkpoints:
         )
         if not read_only:
             self._empty_trash()
+            if not self.local:
+                self.manager._checkpoint_deleter = _UncommitFirst(  # noqa: SLF001
+                    self.manager._checkpoint_deleter, self)  # noqa: SLF001
 
     def _remove_interrupted_saves(self) -> None:
-        if jax.process_index() == 0 and self.directory.is_dir():
-            for path in self.directory.glob(f"*{TMP_MARKER}*"):
-                shutil.rmtree(path, ignore_errors=True)
+        """Locally an interrupted save is ``<step>.orbax-checkpoint-tmp-*``; on an object store
+        it is a ``<step>/`` without its commit marker (a save or a delete cut short)."""
+        if jax.process_index() != 0 or not self.directory.is_dir():
+            return
+        for path in self.directory.glob(f"*{TMP_MARKER}*"):
+            path.rmtree(missing_ok=True)
+        if not self.local:
+            for path in self.directory.iterdir():
+                if path.name.isdigit() and not (path / COMMIT_MARKER).exists():
+                    path.rmtree(missing_ok=True)
+
+    def uncommit(self, step: int) -> None:
+        """On an object store, remove ``step``'s commit marker (one object: atomic), so that
+        the step is no longer listed before any of its other files goes."""
+        if not self.local:
+            (self.step_dir(step) / COMMIT_MARKER).unlink(missing_ok=True)
 
     def _finish_pending_digests(self) -> None:
         """A kill between a step's commit and its digest leaves the marker: hash that step
@@ -121,9 +147,12 @@ class Checkpoints:
             return
         for marker in self.directory.glob(f"{PENDING}*"):
             step_dir = self.directory / marker.name[len(PENDING):]
-            if step_dir.is_dir() and not digests.has_digest(step_dir):
+            if self._committed(step_dir) and not digests.has_digest(step_dir):
                 digests.write_digest(step_dir)
             marker.unlink()
+
+    def _committed(self, step_dir) -> bool:
+        return step_dir.is_dir() and (self.local or (step_dir / COMMIT_MARKER).exists())
 
     def _remove_abandoned_pins(self) -> None:
         """Pinned copies left by readers of this host that were killed."""
@@ -132,21 +161,25 @@ class Checkpoints:
         for pin in self.directory.glob(f"{PINNED}*"):
             host, _, rest = pin.name[len(PINNED):].rpartition("-")[0].rpartition("-")
             if host == socket.gethostname() and rest.isdigit() and not _alive(int(rest)):
-                shutil.rmtree(pin, ignore_errors=True)
+                pin.rmtree(missing_ok=True)
 
     @contextlib.contextmanager
     def pinned(self, step: int):
         """A read-only :class:`Checkpoints` over a hard-linked copy of ``step``, so that a
         running ``sat train`` pruning the step cannot remove files while they are read; the copy
         is removed afterwards. Where links cannot be made (read-only folder, no hard links) the
-        step is read in place. A step removed before the copy was complete raises
-        FileNotFoundError."""
+        step is read in place, as it is on an object store (no links there). A step removed
+        before the copy was complete raises FileNotFoundError."""
         self.verify(step, state=False)  # a digest deleted in a digested run stays an error
+        if not self.local:
+            yield self
+            return
         source = self.step_dir(step)
         root = self.directory / f"{PINNED}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         try:
-            for path in sorted(source.rglob("*")):
-                target = root / "checkpoints" / str(step) / path.relative_to(source)
+            local_source = pathlib.Path(source)  # hard links: a local file system's
+            for path in sorted(local_source.rglob("*")):
+                target = root / "checkpoints" / str(step) / path.relative_to(local_source).as_posix()
                 if path.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                 else:
@@ -155,10 +188,10 @@ class Checkpoints:
             if not source.is_dir():  # renamed for deletion while linking: the copy may lack files
                 raise FileNotFoundError(errno.ENOENT, "step removed while pinned", str(source))
         except FileNotFoundError:
-            shutil.rmtree(root, ignore_errors=True)
+            root.rmtree(missing_ok=True)
             raise
         except OSError:
-            shutil.rmtree(root, ignore_errors=True)
+            root.rmtree(missing_ok=True)
             yield self
             return
         reader = Checkpoints(root, read_only=True)
@@ -169,11 +202,11 @@ class Checkpoints:
             raise CorruptCheckpoint(step, problem, self.newest_verified(below=step)) from None
         finally:
             reader.close()
-            shutil.rmtree(root, ignore_errors=True)
+            root.rmtree(missing_ok=True)
 
     def _empty_trash(self) -> None:
-        if jax.process_index() == 0:
-            shutil.rmtree(self.directory / TRASH, ignore_errors=True)
+        if jax.process_index() == 0 and self.local:
+            (self.directory / TRASH).rmtree(missing_ok=True)
 
     def steps(self) -> list[int]:
         return list(self.manager.all_steps())
@@ -183,7 +216,7 @@ class Checkpoints:
         self.manager.reload()
         self._verified.clear()
 
-    def step_dir(self, step: int) -> Path:
+    def step_dir(self, step: int) -> paths.Path:
         return self.directory / str(step)
 
     def verify(self, step: int, state: bool = True) -> str:
@@ -225,11 +258,12 @@ class Checkpoints:
                 continue
         return None
 
-    def move_aside(self, steps: list[int]) -> Path:
+    def move_aside(self, steps: list[int]) -> paths.Path:
         """Rename ``steps`` into ``.corrupt/`` (kept for inspection, never listed again)."""
         target = self.directory / CORRUPT
-        target.mkdir(exist_ok=True)
+        target.mkdir(parents=True, exist_ok=True)
         for step in steps:
+            self.uncommit(step)  # an object store copies file by file: unlisted first
             destination, copy = target / str(step), 1
             while destination.exists():
                 copy += 1
@@ -362,6 +396,44 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+
+class _UncommitFirst:
+    """Orbax's step deleter, removing a step's commit marker before its files: on an object
+    store orbax removes a step object by object, and a delete cut short would otherwise leave
+    a listed step with files missing. What such a cut leaves is an uncommitted folder, never
+    listed, removed when training next opens the folder."""
+
+    def __init__(self, deleter, checkpoints: "Checkpoints"):
+        self._deleter, self._checkpoints = deleter, checkpoints
+
+    def delete(self, step: int) -> None:
+        if jax.process_index() == 0:
+            self._checkpoints.uncommit(step)
+        self._deleter.delete(step)
+
+    def delete_steps(self, steps) -> None:
+        if jax.process_index() == 0:
+            for step in steps:
+                self._checkpoints.uncommit(step)
+        self._deleter.delete_steps(steps)
+
+    def close(self) -> None:
+        self._deleter.close()
+
+
+def _check_object_store_client(directory) -> None:
+    """Orbax lists and deletes steps under ``gs://`` after asking the bucket (with
+    google-cloud-storage) whether it has a hierarchical namespace: without that package a run
+    would fail at its first listing; say so up front instead."""
+    from orbax.checkpoint._src.path import gcs_utils
+
+    try:
+        gcs_utils.is_hierarchical_namespace_enabled(directory)
+    except ImportError as error:
+        raise CheckpointError(
+            f"{directory}: orbax needs google-cloud-storage for gs:// checkpoints ({error}); "
+            "pip install 'show_attend_tell[gcs]'") from None
 
 
 def _alive(pid: int) -> bool:

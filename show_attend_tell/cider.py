@@ -20,10 +20,11 @@ An n-gram of ids ``w_1..w_n`` is interned exactly as ``Σ_i (w_i + 1) · B^(i−
 segment sums over all captions of a batch at once.
 """
 
-import os
-from pathlib import Path
+import io
 
 import numpy as np
+
+from show_attend_tell import paths
 
 MAX_N = 4
 SIGMA = 6.0
@@ -118,18 +119,16 @@ class DocumentFrequency:
         return np.where(self.keys[index] == keys, self.counts[index], 0.0)
 
     def save(self, path) -> None:
-        """Atomically (a temporary file renamed into place)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as file:
-            np.savez(file, format=np.array(FORMAT), keys=self.keys, counts=self.counts,
-                     num_images=self.num_images, vocab_size=self.vocab_size)
-        os.replace(tmp, path)
+        """Atomically (see :func:`paths.write_atomic`)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, format=np.array(FORMAT), keys=self.keys, counts=self.counts,
+                 num_images=self.num_images, vocab_size=self.vocab_size)
+        paths.write_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path) -> "DocumentFrequency":
         try:
-            with np.load(path) as data:
+            with paths.as_path(path).open("rb") as file, np.load(file) as data:
                 if str(data["format"]) != FORMAT:
                     raise ValueError(f"format {str(data['format'])!r}, expected {FORMAT!r}")
                 return cls(data["keys"], data["counts"], int(data["num_images"]),

@@ -6,13 +6,15 @@ curves (one line per run), and the attention of every run on the same test image
 ``<out>/index.html``, the same explorable in a browser (:mod:`show_attend_tell.report_html`).
 """
 
+import io
 import json
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from show_attend_tell.paths import Path, absolute  # noqa: E402
 
 COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
            "scene_accuracy", "pointing_accuracy")
@@ -83,7 +85,9 @@ def plot_curves(runs: list[dict], key_prefix: str, out: Path, title: str) -> Pat
     axes[0][0].legend()
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(out, dpi=90)
+    buffer = io.BytesIO()  # matplotlib writes local files only; the bytes go through epath
+    figure.savefig(buffer, format="png", dpi=90)
+    out.write_bytes(buffer.getvalue())
     plt.close(figure)
     return out
 
@@ -124,7 +128,7 @@ def unique_labels(paths: list[Path]) -> list[str]:
     """Each run's folder name; runs whose names collide get parent folders joined by ``-``
     until they differ (``a/soft``, ``b/soft`` -> ``a-soft``, ``b-soft``); a run given twice
     gets ``-2``."""
-    parts = [Path(path).absolute().parts[1:] or ("root",) for path in paths]
+    parts = [absolute(path).parts[1:] or ("root",) for path in paths]
     depth = [1] * len(parts)
     while True:
         labels = ["-".join(p[-d:]) for p, d in zip(parts, depth, strict=True)]

@@ -9,8 +9,8 @@ exactly what the commit left; verifying re-reads the files and compares. A misma
 
 import hashlib
 import json
-import os
-from pathlib import Path
+
+from show_attend_tell import paths
 
 DIGEST_FILE = "digest.json"
 FORMAT = "sha256-per-file/1"
@@ -21,39 +21,37 @@ class IntegrityError(RuntimeError):
     """A checkpoint file is missing, truncated or differs from its digest."""
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: paths.Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
+    with path.open("rb") as file:
         while chunk := file.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def _files(step_dir: Path) -> list[str]:
+def _files(step_dir: paths.Path) -> list[str]:
     """Every file under ``step_dir`` except the digest itself (and its temporary copy)."""
     return sorted(
-        path.relative_to(step_dir).as_posix() for path in step_dir.rglob("*")
-        if path.is_file() and not path.name.startswith(DIGEST_FILE)
+        (root / name).relative_to(step_dir).as_posix() for root, _, names in step_dir.walk()
+        for name in names if not name.startswith(DIGEST_FILE)
     )
 
 
-def write_digest(step_dir: Path) -> None:
-    """Hash every file of ``step_dir`` into ``digest.json`` (atomically: temporary + rename)."""
-    files = {name: {"bytes": (step_dir / name).stat().st_size, "sha256": _sha256(step_dir / name)}
+def write_digest(step_dir: paths.PathLike) -> None:
+    """Hash every file of ``step_dir`` into ``digest.json`` (atomically, see
+    :func:`paths.write_atomic`)."""
+    step_dir = paths.as_path(step_dir)
+    files = {name: {"bytes": paths.file_size(step_dir / name), "sha256": _sha256(step_dir / name)}
              for name in _files(step_dir)}
-    temporary = step_dir / f"{DIGEST_FILE}.tmp"
-    with open(temporary, "w") as file:
-        json.dump({"format": FORMAT, "files": files}, file, indent=1)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, step_dir / DIGEST_FILE)
+    paths.write_atomic(step_dir / DIGEST_FILE,
+                       json.dumps({"format": FORMAT, "files": files}, indent=1))
 
 
-def has_digest(step_dir: Path) -> bool:
+def has_digest(step_dir: paths.Path) -> bool:
     return (step_dir / DIGEST_FILE).is_file()
 
 
-def read_digest(step_dir: Path) -> dict:
+def read_digest(step_dir: paths.Path) -> dict:
     path = step_dir / DIGEST_FILE
     try:
         digest = json.loads(path.read_text())
@@ -66,9 +64,10 @@ def read_digest(step_dir: Path) -> dict:
     return files
 
 
-def verify_files(step_dir: Path, include=lambda name: True) -> None:
+def verify_files(step_dir: paths.PathLike, include=lambda name: True) -> None:
     """Compare the files of ``step_dir`` (those ``include(name)`` selects) with its digest;
     the first difference raises :class:`IntegrityError` naming the file."""
+    step_dir = paths.as_path(step_dir)
     expected = {name: entry for name, entry in read_digest(step_dir).items() if include(name)}
     present = [name for name in _files(step_dir) if include(name)]
     for name in sorted(set(present) - set(expected)):
@@ -79,7 +78,7 @@ def verify_files(step_dir: Path, include=lambda name: True) -> None:
         if not path.is_file():
             raise IntegrityError(f"{path}: file missing (deleted?); {DIGEST_FILE} lists "
                                  f"{entry['bytes']} bytes")
-        size = path.stat().st_size
+        size = paths.file_size(path)
         if size != entry["bytes"]:
             what = "truncated" if size < entry["bytes"] else "longer than saved"
             raise IntegrityError(f"{path}: {what}, {size} bytes where {DIGEST_FILE} lists "

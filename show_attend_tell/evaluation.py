@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,6 +22,7 @@ from show_attend_tell.config_loading import config_from_dict
 from show_attend_tell.data import feature_cache
 from show_attend_tell.eval_records import image_record
 from show_attend_tell.models.captioner import build_captioner
+from show_attend_tell.paths import Path, absolute
 from show_attend_tell.state import TrainState, init_state, make_optimizer
 
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
@@ -290,11 +290,11 @@ def overlay_paths(paths, out: Path) -> list[Path]:
     """``<out>/<folder>/<stem>_attention.png`` per image, ``<folder>`` being the image's folder
     relative to the folder all images share (so ``a/x.png`` and ``b/x.png`` do not collide);
     names still alike (``x.png`` and ``x.jpg``, a file given twice) get ``_2``, ``_3``."""
-    parents = [Path(path).absolute().parent for path in paths]
-    common = Path(os.path.commonpath(parents)) if parents else Path()
+    parents = [absolute(path).parent.parts for path in paths]
+    common = len(os.path.commonprefix(parents)) if parents else 0
     taken, names = set(), []
     for path, parent in zip(paths, parents, strict=True):
-        folder, stem = out / parent.relative_to(common), Path(path).stem
+        folder, stem = out.joinpath(*parent[common:]), Path(path).stem
         name, copy = folder / f"{stem}_attention.png", 1
         while name in taken:
             copy += 1

@@ -20,11 +20,11 @@ object with the phrase ``"<size> <colour> <shape>"`` (three consecutive words).
 import json
 import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from show_attend_tell.data.shapes.attributes import COLOURS, SHAPES, SIZES
+from show_attend_tell.paths import Path
 
 Phrase = tuple[str, str, str]  # (size, colour, shape)
 

@@ -13,7 +13,8 @@ import json
 import math
 from collections import Counter
 from importlib import resources
-from pathlib import Path
+
+from show_attend_tell.paths import Path
 
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
            "scene_accuracy", "pointing_accuracy", "attention_mass_in_box")

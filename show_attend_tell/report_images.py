@@ -7,12 +7,12 @@ scenes compress better as PNG, photographs as JPEG; the smaller of the two is ke
 """
 
 import io
-from pathlib import Path
 
 import tensorflow as tf
 from PIL import Image
 
 from show_attend_tell.data.images import resize_and_crop
+from show_attend_tell.paths import Path
 
 MAX_SIDE = 224  # pixels; smaller images keep their own size
 

@@ -23,7 +23,6 @@ sharded over devices and processes, each process scores its own rows with its ow
 and advantages go back to the devices as batch-sharded arrays, so logged means are global.
 """
 
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -33,7 +32,7 @@ import optax
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec
 
-from show_attend_tell import parallel
+from show_attend_tell import parallel, paths
 from show_attend_tell.cider import DocumentFrequency, cider_d
 from show_attend_tell.data.references import references_of, split_references
 from show_attend_tell.sampling import policy_log_probs, rescore, sample, teacher_forcing_inputs
@@ -132,11 +131,11 @@ def update(model, tx, train_config, state, images, tokens, locations, rewards, b
     return new_state, metrics
 
 
-def document_frequency(workdir: Path, config, vocab) -> DocumentFrequency:
+def document_frequency(workdir: paths.PathLike, config, vocab) -> DocumentFrequency:
     """The training split's CIDEr-D document frequencies, computed once per run and kept in
     ``<workdir>/cider_document_frequency.npz`` (a resumed run and every process read the same
     numbers; every process computes them identically when the file is absent)."""
-    path = Path(workdir) / DF_FILE
+    path = paths.as_path(workdir) / DF_FILE
     if path.exists():
         df = DocumentFrequency.load(path)
         if df.vocab_size != len(vocab):

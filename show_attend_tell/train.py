@@ -7,11 +7,12 @@ validate, checkpoint, stop on signal). Shape letters: B global batch, T caption 
 import contextlib
 import json
 import math
+import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,7 @@ from show_attend_tell.config_loading import ConfigError, config_differences, con
 from show_attend_tell.evaluation import evaluate_split
 from show_attend_tell.losses import caption_loss, update_baseline
 from show_attend_tell.models.captioner import Captioner, build_captioner
+from show_attend_tell.paths import Path
 from show_attend_tell.state import TrainState, learning_rate_schedule, make_optimizer, sharded_state
 from show_attend_tell.weights.pretrained import with_pretrained_encoder
 from show_attend_tell.workdir_lock import WorkdirLock
@@ -155,14 +157,16 @@ class StopSignal:
 
 
 def check_workdir_writable(workdir: Path) -> None:
+    """Create ``workdir`` and write and remove a probe file in it. Each process of a job
+    probes under its own name: on storage the processes share, one name would let a process
+    remove another's probe between its write and its removal."""
+    probe = workdir / f".write_test-{jax.process_index()}-{socket.gethostname()}-{os.getpid()}"
     try:
         workdir.mkdir(parents=True, exist_ok=True)
-        # One name per process: processes sharing the workdir would delete each other's probe.
-        probe = workdir / f".write_test.{jax.process_index()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise OSError(f"workdir {workdir} is not writable: {error.strerror}") from error
+        raise OSError(f"workdir {workdir} is not writable: {error.strerror or error}") from error
 
 
 class MetricLog:
@@ -173,7 +177,7 @@ class MetricLog:
         if self.enabled:
             import tensorflow as tf
 
-            self.jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115
+            self.jsonl = (workdir / "metrics.jsonl").open("a")
             self.writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
 
     def write(self, step: int, prefix: str, values: dict) -> None:

@@ -7,13 +7,15 @@ Figures are drawn on a bare ``matplotlib.figure.Figure`` (Agg canvas, no display
 state), with every panel on whole pixels so panels can be compared pixel by pixel.
 """
 
+import io
 import math
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
+
+from show_attend_tell.paths import Path
 
 DPI = 100
 DIM = 0.2  # brightness left where attention is zero
@@ -95,5 +97,7 @@ def attention_overlay(image: np.ndarray, words: list[str], alphas: np.ndarray, o
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_path, dpi=DPI, facecolor="white")
+    buffer = io.BytesIO()  # matplotlib writes local files only; the bytes go through epath
+    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    out_path.write_bytes(buffer.getvalue())
     return out_path

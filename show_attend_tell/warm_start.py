@@ -2,13 +2,12 @@
 (and vocabulary), with a fresh optimizer and step — e.g. self-critical training from a
 cross-entropy run."""
 
-from pathlib import Path
-
 import jax
 from flax.serialization import from_state_dict, to_state_dict
 
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints
 from show_attend_tell.data.vocab import Vocabulary
+from show_attend_tell.paths import Path
 
 WHICH = ("best", "latest")
 

@@ -4,9 +4,11 @@
 The kernel releases the lock when the process exits in any way (SIGKILL and crashes
 included), so a lock is never stale and never needs removing by hand; the file stays, holding
 the last holder's pid and host for the message a second writer gets. On Linux ``flock`` also
-works on NFS (the client maps it to an NFS byte-range lock); on an object store such as
-``gs://`` it means nothing, and such workdirs are not covered. Readers (``sat evaluate``,
-``caption``, ``compare``) never take it.
+works on NFS (the client maps it to an NFS byte-range lock). On an object store (a
+``gs://`` workdir) there is no lock to take: an object store has no ``flock``, and a lock
+object would outlive a killed holder (a stale lock a preempted job could not clear), so the
+lock is skipped there and the one-writer rule rests on the launcher. Readers (``sat
+evaluate``, ``caption``, ``compare``) never take it.
 """
 
 import errno
@@ -14,7 +16,8 @@ import fcntl
 import os
 import socket
 import time
-from pathlib import Path
+
+from show_attend_tell import paths
 
 LOCK_FILE = ".lock"
 
@@ -27,11 +30,13 @@ class WorkdirLock:
     """``with WorkdirLock(workdir):`` — raises :class:`WorkdirBusy` naming the holder."""
 
     def __init__(self, workdir):
-        self.workdir = Path(workdir)
+        self.workdir = paths.as_path(workdir)
         self.path = self.workdir / LOCK_FILE
         self._fd: int | None = None
 
     def __enter__(self):
+        if not paths.is_local(self.workdir):
+            return self  # no lock on an object store (see the module)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

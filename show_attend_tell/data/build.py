@@ -6,9 +6,10 @@ Names: ``shapes`` (configs ``64px``, ``64px_salience``, ``128px``, or any name w
 """
 
 import time
-from pathlib import Path
 
 import tensorflow_datasets as tfds
+
+from show_attend_tell.paths import Path
 
 SHAPES_OPTIONS = ("image_size", "num_train", "num_validation", "num_test", "seed", "caption_order")
 KARPATHY_OPTIONS = ("manual_dir", "skip_bad_images")

@@ -13,7 +13,6 @@ import copy
 import functools
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -23,9 +22,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from show_attend_tell import paths
 from show_attend_tell.data import build
 from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.models.encoders import build_encoder, example_input
+from show_attend_tell.paths import Path
 from show_attend_tell.weights.pretrained import with_pretrained_encoder
 
 METADATA = "cache.json"
@@ -139,9 +140,7 @@ def write_cache(config: ml_collections.ConfigDict, split: str, out: str | Path,
     if (out / split).exists():
         if not overwrite:
             raise FileExistsError(f"{out / split} exists; pass --overwrite to recompute it")
-        import shutil
-
-        shutil.rmtree(out / split)
+        (out / split).rmtree()
     source = build.open_builder(config.data.name, config.data.data_dir, config.data.builder_config)
     encoder = build_encoder(config.model.encoder, jnp.float32)
     shape = jax.eval_shape(lambda: encoder.init_with_output(
@@ -154,5 +153,5 @@ def write_cache(config: ml_collections.ConfigDict, split: str, out: str | Path,
         data_dir=out / split, description=f"{config.model.encoder.name} annotations of "
         f"{source.info.full_name} {split}", disable_shuffling=True)
     metadata["splits"][split] = {"shape": list(shape), "source": source.info.full_name}
-    (out / METADATA).write_text(json.dumps(metadata, indent=2))
+    paths.write_atomic(out / METADATA, json.dumps(metadata, indent=2))
     return out / split

@@ -15,11 +15,12 @@ so the same photo gives the same pixels everywhere:
 
 import io
 import warnings
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
+
+from show_attend_tell.paths import Path
 
 # What Pillow raises for bytes it cannot decode; DecompressionBombError means more than
 # 2 x Image.MAX_IMAGE_PIXELS (179 million) pixels.

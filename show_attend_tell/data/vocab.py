@@ -10,8 +10,8 @@ build is reproducible).
 import collections
 import json
 from collections.abc import Iterable
-from pathlib import Path
 
+from show_attend_tell import paths
 from show_attend_tell.data.tokenizer import tokenize
 
 PAD, START, END, UNK = 0, 1, 2, 3
@@ -104,13 +104,13 @@ class Vocabulary:
         return cls(words[len(SPECIALS):])
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False))
+        paths.write_atomic(path, json.dumps(self.to_dict(), ensure_ascii=False))
 
     @classmethod
     def load(cls, path, dataset: str | None = None) -> "Vocabulary":
         """A vocabulary file; ``dataset`` as in :meth:`from_dict`."""
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(paths.as_path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"{path}: not a readable vocabulary JSON file ({error})") from error
         return cls.from_dict(data, where=str(path), dataset=dataset)

@@ -1,10 +1,10 @@
 """Import weights for a registry encoder, and put a config's weights into a captioner."""
 
-from pathlib import Path
 
 import jax
 
 from show_attend_tell.models.encoders import example_input, get_encoder_class
+from show_attend_tell.paths import Path
 from show_attend_tell.weights import efficientnet_pth, keras_h5
 from show_attend_tell.weights.store import WeightsError, fit_weights, flatten, load_weights, save_weights
 

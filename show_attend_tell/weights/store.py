@@ -5,11 +5,12 @@ Readable without this package (``numpy.load``); layer and parameter names are th
 of :mod:`show_attend_tell.models` (``block5_conv4/kernel`` ``[3, 3, 512, 512]``, HWIO).
 """
 
-import os
-import tempfile
-from pathlib import Path
+import io
 
 import numpy as np
+
+from show_attend_tell import paths
+from show_attend_tell.paths import Path
 
 ENCODER_KEY = "__encoder__"
 SHOWN = 6  # names listed per kind of mismatch before "... and N more"
@@ -49,11 +50,9 @@ def save_weights(path: str | Path, encoder: str, weights: dict[str, np.ndarray],
         raise WeightsError(f"{path} exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: np.asarray(value, np.float32) for name, value in weights.items()}
-    # Written beside the target and renamed, so an interrupted run leaves no half file.
-    handle, temporary = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    with os.fdopen(handle, "wb") as file:
-        np.savez(file, **{ENCODER_KEY: np.array(encoder)}, **arrays)
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{ENCODER_KEY: np.array(encoder)}, **arrays)
+    paths.write_atomic(path, buffer.getvalue())  # an interrupted run leaves no half file
     return path
 
 
@@ -63,7 +62,7 @@ def load_weights(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     if not path.is_file():
         raise FileNotFoundError(f"encoder weights {path} not found (config.model.encoder.weights; "
                                 "convert them with 'sat weights import')")
-    with np.load(path, allow_pickle=False) as file:
+    with path.open("rb") as handle, np.load(handle, allow_pickle=False) as file:
         if ENCODER_KEY not in file:
             raise WeightsError(f"{path} has no {ENCODER_KEY!r} entry; it was not written by "
                                "'sat weights import'")

@@ -63,12 +63,15 @@ def params_of(state) -> dict:
 
 def test_two_processes_stop_together_and_resume_as_one(tiny_shapes, tmp_path):
     workdir, port = tmp_path / "run", free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-           "SAT_COORDINATOR": f"127.0.0.1:{port}", "SAT_NUM_PROCESSES": "2",
-           # No persistent compilation cache: the processes compile side by side (a cache hit
-           # in one only could leave the other past gloo's 30 s wait at the first collective).
-           "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+    # No persistent compilation cache: the processes compile side by side (a cache hit in one
+    # only could leave the other past gloo's 30 s wait at the first collective).
+    env = {name: value for name, value in os.environ.items()
+           if name != "JAX_COMPILATION_CACHE_DIR"}
+    env.update({"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
+                "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
+                             "--xla_backend_optimization_level=0",  # the suite's (conftest)
+                "SAT_COORDINATOR": f"127.0.0.1:{port}", "SAT_NUM_PROCESSES": "2",
+                "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"})
     logs = [tmp_path / f"process{index}.log" for index in range(2)]
     children = []
     for index, log in enumerate(logs):

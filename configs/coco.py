@@ -1,4 +1,4 @@
-"""MS COCO (Karpathy splits) with the paper's settings of configs/common.py (Xu et al. 2015, §5, Table 1).
+"""MS COCO (Karpathy splits) with the paper's settings (configs/common.py; Xu et al. 2015, Table 1).
 
 Run (after building the dataset, see README "Real datasets"):
   sat train --config configs/coco.py:soft --workdir runs/coco_soft

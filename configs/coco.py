@@ -1,4 +1,4 @@
-"""MS COCO (Karpathy splits) with the paper's settings (configs/common.py; Xu et al. 2015, Table 1).
+"""MS COCO (Karpathy splits) with the paper's settings (Xu et al. 2015; configs/common.py).
 
 Run (after building the dataset, see README "Real datasets"):
   sat train --config configs/coco.py:soft --workdir runs/coco_soft

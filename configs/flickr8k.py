@@ -1,4 +1,4 @@
-"""Flickr8k (Karpathy splits) with the paper's settings (configs/common.py; Xu et al. 2015, Table 1).
+"""Flickr8k (Karpathy splits) with the paper's settings (Xu et al. 2015; configs/common.py).
 
 Run (after `sat data build karpathy/flickr8k --manual_dir DIR`, see README):
   sat train --config configs/flickr8k.py:soft --workdir runs/f8k_soft

@@ -75,7 +75,7 @@ def paper_config(attention: str) -> ml_collections.ConfigDict:
     config.model.embed_dim = 512  # m, the word embedding E (eq. 1-3, 7); the paper gives none
     config.model.hidden_dim = 1800  # n, the LSTM (eq. 1-3): the Theano code's COCO setting
     config.model.attention_dim = 512  # the hidden layer of f_att (eq. 4); the paper gives none
-    config.model.dropout = 0.5  # the paper's regulariser with early stopping (§4.3)
+    config.model.dropout = 0.5  # with early stopping, the regulariser (§4.3); rate not given
     config.model.attention = attention  # soft (§4.2) | hard (§4.1)
     config.model.gate = "scalar"  # β_t = σ(f_β(h_{t-1})) (§4.2.1) | vector | none
     config.model.attention_activation = "tanh"  # in the f_att MLP (eq. 4) | relu
@@ -116,7 +116,7 @@ def paper_config(attention: str) -> ml_collections.ConfigDict:
     config.eval.beam_size = 3  # beam search width (the paper gives none)
     config.eval.max_length = 30  # words generated at most
     config.eval.length_normalization = 0.0  # alpha in ((5 + |y|) / 6) ** alpha; 0 = none
-    config.eval.hard_sample = False  # hard: sample s_t at test time, not Σ α_i a_i (§4.1)
+    config.eval.hard_sample = False  # hard: sample s_t when testing, not Σ α_i a_i (not said)
     return config
 
 

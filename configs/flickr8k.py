@@ -1,4 +1,4 @@
-"""Flickr8k (Karpathy splits) with the paper's settings (Xu et al. 2015, §5, Table 1).
+"""Flickr8k (Karpathy splits) with the paper's settings (Xu et al. 2015; configs/common.py).
 
 Run (after `sat data build karpathy/flickr8k --manual_dir DIR`, see README):
   sat train --config configs/flickr8k.py:soft --workdir runs/f8k_soft
@@ -19,28 +19,25 @@ per-token mean).
 
 import ml_collections
 
-from configs import coco
+from configs import common
 
 VARIANTS = ("soft", "hard", "smoke", "smoke_hard", "scst", "smoke_scst")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variant = arg or "soft"
-    if variant not in VARIANTS:
-        raise ValueError(
-            f"configs/flickr8k.py: unknown variant {variant!r}; expected {', '.join(VARIANTS)}"
-        )
-    config = coco.get_config("hard" if variant.endswith("hard") else
-                             "scst" if variant.endswith("scst") else "soft")
+    variant = common.parse_variant(arg, __file__, VARIANTS)
+    config = common.paper_config(variant.attention)
     config.data.name = "karpathy"
     config.data.builder_config = "flickr8k"
-    config.data.val_split = "val"
-    config.data.num_val_images = 0
-    config.train.optimizer = "rmsprop"
-    config.train.learning_rate = 5e-5 if variant.endswith("scst") else 1e-4
-    config.train.steps = 20_000 if variant.endswith("scst") else 40_000
+    config.train.optimizer = "rmsprop"  # the paper's choice for Flickr8k (§4.3)
+    config.train.learning_rate = 1e-4
+    config.train.steps = 40_000
     config.train.eval_every = 1000
     config.train.checkpoint_every = 1000
-    if variant.startswith("smoke"):
-        coco._shrink(config)  # noqa: SLF001
+    if variant.scst:
+        # Self-critical fine-tuning from a cross-entropy run (docs/scst.md).
+        common.use_scst(config)
+        config.train.steps = 20_000
+    if variant.smoke:
+        common.shrink_for_smoke(config)
     return config

@@ -59,14 +59,39 @@ def count(minimum: int):
 
 CHECKPOINT_HELP = ("latest, best or a step (default: the best validated step where the run "
                    "kept one, else the latest)")
+BEAM_HELP = "beam search width (default: the run's config.eval.beam_size)"
+OVERRIDES_HELP = ("Any config key can be set with --config.<key>=<value> (or --config.<key> "
+                  "<value>), e.g. --config.train.steps=500 --config.model.attention=hard; "
+                  "unknown keys and values of the wrong type are errors naming the key. "
+                  "Every key, with its meaning: configs/common.py.")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except a switch's and a default of None, whose help says
+    what happens instead."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _command(commands, name: str, description: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose one-line description is also its entry in the parent's list."""
+    return commands.add_parser(name, help=description, description=description,
+                               formatter_class=HelpFormatter, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sat", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="sat", formatter_class=HelpFormatter,
+        description="Show, Attend and Tell: train captioners, evaluate and compare runs, caption "
+                    "images, prepare datasets and pretrained weights.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train (or resume) a captioner")
-    train.add_argument("--config", required=True, help="configs/<name>.py[:variant]")
+    train = _command(commands, "train", "Train (or resume) a captioner.", epilog=OVERRIDES_HELP)
+    train.add_argument("--config", required=True,
+                       help="configs/<name>.py[:variant], e.g. configs/shapes.py:hard")
     train.add_argument("--workdir", required=True, type=workdir_path,
                        help="run directory (resumes if it has one)")
     train.add_argument("--resume_from", choices=("latest", "verified"), default="latest",
@@ -74,57 +99,70 @@ def build_parser() -> argparse.ArgumentParser:
                             "resume from the newest step that verifies (later ones are moved "
                             "to checkpoints/.corrupt/)")
 
-    evaluate = commands.add_parser("evaluate", help="caption a split and score it")
-    evaluate.add_argument("--workdir", required=True, type=workdir_path)
-    evaluate.add_argument("--split", default="test")
-    evaluate.add_argument("--beam_size", type=count(1), default=None)
+    evaluate = _command(commands, "evaluate",
+                        "Caption a split with a run's checkpoint and score it.")
+    evaluate.add_argument("--workdir", required=True, type=workdir_path, help="run directory")
+    evaluate.add_argument("--split", default="test",
+                          help="test, val or train (the run's names for them), or a split name")
+    evaluate.add_argument("--beam_size", type=count(1), default=None, help=BEAM_HELP)
     evaluate.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
-    evaluate.add_argument("--num_images", type=count(0), default=0, help="0 = the whole split")
+    evaluate.add_argument("--num_images", type=count(0), default=0,
+                          help="images to evaluate; 0 = the whole split")
     evaluate.add_argument("--objects", default=None,
                           help="JSON of ground-truth objects per image id, for grounding metrics "
                                "on datasets without them (e.g. the rehearsal's scenes.json)")
+    evaluate.add_argument("--data_dir", default=None,
+                          help="TFDS folder holding the dataset (default: the run's "
+                               "config.data.data_dir), e.g. when the data has moved")
 
-    caption = commands.add_parser("caption", help="caption image files, write overlays")
-    caption.add_argument("--workdir", required=True, type=workdir_path)
-    caption.add_argument("images", nargs="+")
-    caption.add_argument("--out", default=None, help="overlay folder (default WORKDIR/captions)")
-    caption.add_argument("--beam_size", type=count(1), default=None)
+    caption = _command(commands, "caption",
+                       "Caption image files with a run's checkpoint and write attention overlays.")
+    caption.add_argument("--workdir", required=True, type=workdir_path, help="run directory")
+    caption.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    caption.add_argument("--out", default=None, help="overlay folder (default: WORKDIR/captions)")
+    caption.add_argument("--beam_size", type=count(1), default=None, help=BEAM_HELP)
     caption.add_argument("--checkpoint", default=None, type=checkpoint_choice, help=CHECKPOINT_HELP)
 
-    compare = commands.add_parser(
-        "compare", help="Markdown and HTML (index.html) reports comparing run directories")
-    compare.add_argument("runs", nargs="+")
-    compare.add_argument("--out", default="report")
+    compare = _command(commands, "compare",
+                       "Markdown and HTML (index.html) reports comparing run directories.")
+    compare.add_argument("runs", nargs="+", help="run directories")
+    compare.add_argument("--out", default="report", help="report folder")
     compare.add_argument("--images", type=int, default=3,
                          help="test images with overlay PNGs (0: none; index.html shows all)")
 
-    data = commands.add_parser("data", help="datasets")
+    data = _command(commands, "data", "Build datasets, cache encoder features, write the "
+                    "offline rehearsal corpus.")
     data_commands = data.add_subparsers(dest="data_command", required=True)
-    build = data_commands.add_parser("build", help="build a TFDS dataset")
+    build = _command(data_commands, "build", "Build a TFDS dataset.")
     build.add_argument("name", help="shapes | karpathy/flickr8k | karpathy/flickr30k | karpathy/coco")
-    build.add_argument("--data_dir", default="data/tfds")
-    build.add_argument("--builder_config", default=None)
+    build.add_argument("--data_dir", default="data/tfds", help="TFDS folder to build into")
+    build.add_argument("--builder_config", default=None,
+                       help="shapes: 64px (default), 64px_salience or 128px; karpathy: "
+                            "flickr8k (default), flickr30k or coco, also given as karpathy/<name>")
     build.add_argument("--manual_dir", default=None, help="karpathy: folder with JSON + images")
-    cache = data_commands.add_parser(
-        "cache-features", help="precompute a frozen encoder's annotations of dataset splits")
-    cache.add_argument("--config", required=True, help="configs/<name>.py[:variant] (+ --config.*)")
+    cache = _command(data_commands, "cache-features",
+                     "Precompute a frozen encoder's annotations of dataset splits.",
+                     epilog=OVERRIDES_HELP)
+    cache.add_argument("--config", required=True, help="configs/<name>.py[:variant]")
     cache.add_argument("--split", nargs="+", required=True, help="splits to cache")
-    cache.add_argument("--out", default=None, help="cache folder (default config.data.feature_cache)")
-    cache.add_argument("--batch_size", type=int, default=32)
+    cache.add_argument("--out", default=None,
+                       help="cache folder (default: the config's data.feature_cache)")
+    cache.add_argument("--batch_size", type=int, default=32, help="images encoded together")
     cache.add_argument("--overwrite", action="store_true", help="recompute splits already cached")
 
-    rehearsal = data_commands.add_parser(
-        "rehearsal", help="write a Flickr8k-shaped corpus of shapes photos (offline dress rehearsal)")
+    rehearsal = _command(
+        data_commands, "rehearsal",
+        "Write a Flickr8k-shaped corpus of shapes photos (offline dress rehearsal).")
     rehearsal.add_argument("--out", required=True, help="folder for the JSON, photos and scenes.json")
     rehearsal.add_argument("--num_images", type=int, default=1500, help="images in all splits")
     rehearsal.add_argument("--num_val", type=int, default=150, help="validation images")
     rehearsal.add_argument("--num_test", type=int, default=200, help="test images")
-    rehearsal.add_argument("--seed", type=int, default=0)
+    rehearsal.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
 
-    weights = commands.add_parser("weights", help="pretrained encoder weights")
+    weights = _command(commands, "weights", "Import pretrained encoder weights.")
     weights_commands = weights.add_subparsers(dest="weights_command", required=True)
-    convert = weights_commands.add_parser(
-        "import", help="convert Keras .h5 or EfficientNet-Lite0 .pth weights to .npz")
+    convert = _command(weights_commands, "import",
+                       "Convert Keras .h5 or EfficientNet-Lite0 .pth weights to .npz.")
     convert.add_argument("encoder", help="vgg19 | resnet50 | resnet101 | resnet152 | "
                          "efficientnet_lite0")
     convert.add_argument("source", nargs="?", default=None,
@@ -175,7 +213,7 @@ def run(args, overrides: list[str]) -> None:
         from show_attend_tell.evaluation import evaluate_checkpoint
 
         evaluate_checkpoint(args.workdir, args.split, args.beam_size, args.checkpoint,
-                            args.num_images, args.objects)
+                            args.num_images, args.objects, args.data_dir)
     elif args.command == "caption":
         from show_attend_tell.evaluation import caption_files
 

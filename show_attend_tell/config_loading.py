@@ -1,7 +1,9 @@
-"""Load ``configs/<name>.py:<arg>`` files and apply ``--config.a.b=value`` overrides.
+"""Load ``configs/<name>.py:<arg>`` files, apply ``--config.a.b=value`` overrides, and read
+a saved run's ``config.json`` back.
 
 Unknown keys, values of the wrong type and missing files are errors that name the key or
-file and what was expected (``ConfigError``, one line).
+file and what was expected (``ConfigError``, one line). Why this is not
+``ml_collections.config_flags``: docs/training.md, "Configs and overrides".
 """
 
 import ast
@@ -47,7 +49,9 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
 def _declared_type(node: ml_collections.ConfigDict, leaf: str) -> type:
     """The type ``node.leaf`` accepts: its value's, or for a ``placeholder`` /
     ``required_placeholder`` (value None) the type it was declared with."""
-    field = node._fields[leaf]  # private, but reading a placeholder's value loses its type
+    # Private, but ConfigDict.get_type reads the value first, which raises for a
+    # required_placeholder.
+    field = node._fields[leaf]
     if isinstance(field, ml_collections.FieldReference):
         return field.get_type()
     return type(field)

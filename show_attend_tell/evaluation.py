@@ -242,11 +242,18 @@ def check_not_replacing(path: Path, protocol: dict) -> None:
 
 
 def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint=None,
-                        num_images=0, objects=None) -> dict:
+                        num_images=0, objects=None, data_dir=None) -> dict:
     """``sat evaluate``: decode ``split``, print the table, write the report named by
     :func:`report_path`; ``objects``: a JSON file of ground-truth objects per image id, to add
-    grounding metrics to a dataset without them."""
+    grounding metrics to a dataset without them; ``data_dir``: the dataset's folder where it
+    is not the run's ``config.data.data_dir`` any more."""
     config, vocab, model, params, mesh, step, how = load_chosen(workdir, checkpoint)
+    if data_dir:
+        config.data.data_dir = str(data_dir)
+    elif not feature_cache.enabled(config.data) and not Path(config.data.data_dir).exists():
+        raise FileNotFoundError(f"{workdir}: the run's config.data.data_dir "
+                                f"{config.data.data_dir!r} does not exist; expected "
+                                "--data_dir FOLDER (where the dataset is now)")
     beam_size = beam_size or config.eval.beam_size
     split_name = {"val": config.data.val_split, "validation": config.data.val_split,
                   "test": config.data.test_split, "train": config.data.train_split}.get(split, split)

@@ -1,11 +1,13 @@
 """The `sat` command line: usage errors exit 2, user errors print one line and exit 1."""
 
+import argparse
+import shutil
 import subprocess
 import sys
 
 import pytest
 
-from show_attend_tell.cli import main
+from show_attend_tell.cli import build_parser, main
 
 
 def run_main(argv, capsys):
@@ -28,6 +30,8 @@ def test_usage_errors_exit_2(argv, capsys):
      "--config.train.stepz: unknown key"),
     (["train", "--config", "configs/shapes.py:smoke", "--workdir", "x", "--config.train.steps",
       "many"], "expected a int"),
+    (["train", "--config", "configs/coco.py:scst_hard", "--workdir", "x"],
+     "configs/coco.py: unknown variant 'scst_hard'; expected soft, hard, smoke, smoke_hard, scst"),
 ])
 def test_config_errors_are_one_line_exit_1(argv, message, capsys):
     code, err = run_main(argv, capsys)
@@ -48,3 +52,62 @@ def test_module_entry_point_prints_usage():
     assert result.returncode == 0
     for command in ("train", "evaluate", "caption", "compare", "data"):
         assert command in result.stdout
+
+
+def subcommands(parser: argparse.ArgumentParser, path=("sat",)):
+    """(path, parser) of every command a user can run, nested ones included."""
+    found = False
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found = True
+                yield from subcommands(sub, (*path, name))
+    if not found:
+        yield " ".join(path), parser
+
+
+def test_every_command_has_a_description_and_every_option_help_and_default():
+    commands = dict(subcommands(build_parser()))
+    assert {"sat train", "sat evaluate", "sat caption", "sat compare", "sat data build",
+            "sat data cache-features", "sat data rehearsal", "sat weights import"} == set(commands)
+    for name, parser in commands.items():
+        assert parser.description and "\n" not in parser.description, name
+        text = parser.format_help()
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help"
+            shown = action.default is not None and action.nargs != 0
+            if shown:  # what the option is when not given, e.g. "(default: test)"
+                assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
+
+
+def test_train_help_tells_how_to_set_config_keys(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--config.<key>=<value>" in out and "--workdir WORKDIR run directory" in out
+
+
+@pytest.mark.slow
+def test_evaluate_finds_moved_data_with_data_dir(tiny_shapes, tmp_path, capsys):
+    """A run whose dataset folder has gone: evaluate says so in one line naming --data_dir,
+    and evaluates with --data_dir pointing at the data's new place."""
+    from show_attend_tell.config_loading import config_from_args
+    from show_attend_tell.train import train_and_evaluate
+
+    moved = tmp_path / "tfds_then"
+    shutil.copytree(tiny_shapes, moved)
+    run = tmp_path / "run"
+    train_and_evaluate(config_from_args("configs/shapes.py:smoke", [
+        f"data.data_dir={moved}", "data.builder_config=tiny", "train.eval_every=0"]), run)
+    shutil.rmtree(moved)
+    capsys.readouterr()
+    code, err = run_main(["evaluate", "--workdir", str(run), "--num_images", "8"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"config.data.data_dir {str(moved)!r} does not exist; expected --data_dir" in err
+    assert not (run / "eval").exists()
+    main(["evaluate", "--workdir", str(run), "--num_images", "8", "--data_dir", str(tiny_shapes)])
+    report = run / "eval" / "test_2_8images.json"
+    assert report.is_file() and '"images": 8' in report.read_text()

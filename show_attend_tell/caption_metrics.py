@@ -24,6 +24,7 @@ from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from show_attend_tell.data.tokenizer import tokenize
+from show_attend_tell.errors import InvalidInput
 
 SPICE_NOTE = ("SPICE is not computed: it needs Stanford CoreNLP models that pycocoevalcap "
               "downloads on first use, and this evaluation runs offline")
@@ -69,13 +70,13 @@ def caption_scores(references: dict[Hashable, list[str]],
     """
     if set(references) != set(candidates):
         missing = set(references) ^ set(candidates)
-        raise ValueError(f"references and candidates must have the same image ids; "
+        raise InvalidInput(f"references and candidates must have the same image ids; "
                          f"{len(missing)} differ, e.g. {sorted(map(str, missing))[:5]}")
     if not candidates:
-        raise ValueError("caption_scores needs at least one image")
+        raise InvalidInput("caption_scores needs at least one image")
     empty = [key for key, texts in references.items() if not texts]
     if empty:
-        raise ValueError(f"{len(empty)} images have no reference caption, e.g. {empty[:5]}")
+        raise InvalidInput(f"{len(empty)} images have no reference caption, e.g. {empty[:5]}")
 
     notes = {"SPICE": SPICE_NOTE}
     ids = list(candidates)

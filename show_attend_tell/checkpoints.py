@@ -35,6 +35,7 @@ from flax.serialization import to_state_dict
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from show_attend_tell import digests, paths
+from show_attend_tell.errors import MissingInput, UserError
 
 FORMAT = "show_attend_tell/1"
 # Orbax removes a dropped step with rmtree, which a kill can interrupt, leaving a step that
@@ -57,7 +58,7 @@ PINNED = ".pinned-"
 COMMIT_MARKER = "commit_success.txt"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, of an unknown format, or does not fit the model."""
 
 
@@ -186,7 +187,7 @@ class Checkpoints:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     os.link(path, target)
             if not source.is_dir():  # renamed for deletion while linking: the copy may lack files
-                raise FileNotFoundError(errno.ENOENT, "step removed while pinned", str(source))
+                raise MissingInput(errno.ENOENT, "step removed while pinned", str(source))
         except FileNotFoundError:
             root.rmtree(missing_ok=True)
             raise

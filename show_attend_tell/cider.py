@@ -25,6 +25,7 @@ import io
 import numpy as np
 
 from show_attend_tell import paths
+from show_attend_tell.errors import InvalidInput
 
 MAX_N = 4
 SIGMA = 6.0
@@ -35,7 +36,7 @@ _MAX_BASE = int(np.floor((2**63 - 1) ** 0.25))
 def _base(vocab_size: int) -> int:
     base = vocab_size + 1
     if base > _MAX_BASE:
-        raise ValueError(f"CIDEr-D: vocabulary of {vocab_size} words is too large to intern "
+        raise InvalidInput(f"CIDEr-D: vocabulary of {vocab_size} words is too large to intern "
                          f"4-grams in int64 (at most {_MAX_BASE - 1})")
     return base
 
@@ -130,11 +131,11 @@ class DocumentFrequency:
         try:
             with paths.as_path(path).open("rb") as file, np.load(file) as data:
                 if str(data["format"]) != FORMAT:
-                    raise ValueError(f"format {str(data['format'])!r}, expected {FORMAT!r}")
+                    raise InvalidInput(f"format {str(data['format'])!r}, expected {FORMAT!r}")
                 return cls(data["keys"], data["counts"], int(data["num_images"]),
                            int(data["vocab_size"]))
         except (OSError, KeyError, ValueError) as error:
-            raise ValueError(f"{path}: not a CIDEr-D document-frequency file ({error})") from error
+            raise InvalidInput(f"{path}: not a CIDEr-D document-frequency file ({error})") from error
 
 
 def _tfidf(ids, lengths, df: DocumentFrequency):
@@ -162,7 +163,7 @@ def cider_d(candidates, references, df: DocumentFrequency, candidate_lengths=Non
     cand_ids, cand_lengths = _rows(candidates, candidate_lengths)
     num = len(cand_ids)
     if len(references) != num:
-        raise ValueError(f"CIDEr-D: {num} candidates but {len(references)} reference lists")
+        raise InvalidInput(f"CIDEr-D: {num} candidates but {len(references)} reference lists")
     # Each distinct reference list once; each candidate is paired with all of its list's rows.
     group_of, ref_rows_of_group, flat = {}, [], []
     candidate_group = np.empty(num, np.int64)
@@ -175,7 +176,7 @@ def cider_d(candidates, references, df: DocumentFrequency, candidate_lengths=Non
         candidate_group[i] = group
     ref_counts = np.array([len(ref_rows_of_group[g]) for g in candidate_group])
     if (ref_counts == 0).any():
-        raise ValueError("CIDEr-D: every candidate needs at least one reference")
+        raise InvalidInput("CIDEr-D: every candidate needs at least one reference")
     ref_ids, ref_lengths = _rows(flat)
 
     c_rows, c_keys, c_orders, c_weights, c_norms, c_len = _tfidf(cand_ids, cand_lengths, df)

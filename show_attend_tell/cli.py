@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from show_attend_tell.errors import InvalidInput, UserError
+
 
 def _split_config_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """Pull ``--config.a.b=value`` (or ``--config.a.b value``) out of argv."""
@@ -182,7 +184,7 @@ def _cache_features(args, overrides: list[str]) -> None:
     config = config_from_args(args.config, overrides)
     out = args.out or config.data.get("feature_cache", "")
     if not out:
-        raise ValueError("sat data cache-features: give --out or config.data.feature_cache")
+        raise InvalidInput("sat data cache-features: give --out or config.data.feature_cache")
     for split in args.split:
         path = write_cache(config, split, out, args.batch_size, args.overwrite)
         print(f"cached {config.model.encoder.name} annotations of {split} in {path}")
@@ -253,11 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     from show_attend_tell.parallel import maybe_initialize_distributed
 
     maybe_initialize_distributed()
-    from show_attend_tell.errors import USER_ERRORS
-
     try:
         run(args, overrides)
-    except USER_ERRORS as error:
+    except UserError as error:
         if os.environ.get("SAT_DEBUG"):
             raise
         print(f"sat {args.command}: error: {error}", file=sys.stderr)

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from show_attend_tell.errors import MissingInput
 from show_attend_tell.paths import Path, absolute  # noqa: E402
 
 COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
@@ -153,7 +154,7 @@ def compare_runs(run_dirs: list[str], out: str = "report", images: int = 3) -> P
         run["name"] = label
     for run in runs:
         if not run["path"].is_dir():
-            raise FileNotFoundError(f"{run['path']}: no such run directory")
+            raise MissingInput(f"{run['path']}: no such run directory")
     lines = ["# Run comparison", "", "Final test metrics (×100, from each run's newest "
              "`eval/test_*.json`):", "", metrics_table(runs), ""]
     protocols = [f"- {r['name']}: " + ", ".join(f"{k}={v}" for k, v in r["test"]["protocol"].items())

@@ -15,8 +15,10 @@ from pathlib import Path
 import ml_collections
 from ml_collections.config_dict import RequiredValueError
 
+from show_attend_tell.errors import InvalidInput
 
-class ConfigError(ValueError):
+
+class ConfigError(InvalidInput):
     """A config file, key or value is not what was expected."""
 
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from show_attend_tell.data.vocab import END, PAD, START
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.models.captioner import Captioner, DecodeCache
 
 NEG_INF = -jnp.inf
@@ -268,9 +269,9 @@ def _beam(model, variables, cache: DecodeCache, beam_size: int, max_length: int,
 
 def _check(beam_size: int, max_length: int, length_normalization: float) -> None:
     if beam_size < 1 or max_length < 1:
-        raise ValueError(f"beam_size={beam_size} and max_length={max_length} must be ≥ 1")
+        raise InvalidInput(f"beam_size={beam_size} and max_length={max_length} must be ≥ 1")
     if length_normalization < 0:
-        raise ValueError(f"length_normalization={length_normalization} must be ≥ 0")
+        raise InvalidInput(f"length_normalization={length_normalization} must be ≥ 0")
 
 
 # The penalty exponent is traced, so every alpha shares one compiled program.

@@ -11,13 +11,14 @@ import hashlib
 import json
 
 from show_attend_tell import paths
+from show_attend_tell.errors import InvalidInput, UserError
 
 DIGEST_FILE = "digest.json"
 FORMAT = "sha256-per-file/1"
 CHUNK = 8 << 20
 
 
-class IntegrityError(RuntimeError):
+class IntegrityError(UserError, RuntimeError):
     """A checkpoint file is missing, truncated or differs from its digest."""
 
 
@@ -57,7 +58,7 @@ def read_digest(step_dir: paths.Path) -> dict:
         digest = json.loads(path.read_text())
         files = digest["files"]
         if digest.get("format") != FORMAT or not isinstance(files, dict):
-            raise ValueError(f"format {digest.get('format')!r}, expected {FORMAT!r}")
+            raise InvalidInput(f"format {digest.get('format')!r}, expected {FORMAT!r}")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
         raise IntegrityError(f"{path}: the digest itself is unreadable or corrupt "
                              f"({' '.join(str(error).split())[:120]})") from error

@@ -14,6 +14,8 @@ import base64
 
 import numpy as np
 
+from show_attend_tell.errors import InvalidInput
+
 
 def quantise_alphas(alphas: np.ndarray) -> dict:
     """α ``[T, L]`` -> ``{"cells": L, "peak": [T floats], "q": base64 of uint8 [T, L]}``."""
@@ -32,7 +34,7 @@ def dequantise_alphas(stored: dict) -> np.ndarray:
     q = np.frombuffer(base64.b64decode(stored["q"]), np.uint8)
     peak = np.asarray(stored["peak"], np.float64)
     if q.size != len(peak) * stored["cells"]:
-        raise ValueError(f"attention holds {q.size} bytes, expected {len(peak)} words × "
+        raise InvalidInput(f"attention holds {q.size} bytes, expected {len(peak)} words × "
                          f"{stored['cells']} cells")
     return q.reshape(len(peak), stored["cells"]) * (peak[:, None] / 255.0)
 

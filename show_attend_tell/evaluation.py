@@ -20,6 +20,7 @@ from show_attend_tell import parallel
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints, CorruptCheckpoint
 from show_attend_tell.config_loading import config_from_dict
 from show_attend_tell.data import feature_cache
+from show_attend_tell.errors import InvalidInput, MissingInput, OutputExists
 from show_attend_tell.eval_records import image_record
 from show_attend_tell.models.captioner import build_captioner
 from show_attend_tell.paths import Path, absolute
@@ -205,7 +206,7 @@ def attach_objects(results: list[dict], objects_path) -> None:
     objects = load_objects(objects_path)
     missing = [r["image_id"] for r in results if r["image_id"] not in objects]
     if missing:
-        raise ValueError(f"{objects_path}: no objects for {len(missing)} evaluated images, "
+        raise InvalidInput(f"{objects_path}: no objects for {len(missing)} evaluated images, "
                          f"e.g. image ids {missing[:5]}")
     for result in results:
         result["objects"] = objects[result["image_id"]]
@@ -237,7 +238,7 @@ def check_not_replacing(path: Path, protocol: dict) -> None:
                          and old.get(key) != protocol.get(key))
     if differences:
         changes = ", ".join(f"{k}: {old.get(k)!r} -> {protocol.get(k)!r}" for k in differences)
-        raise FileExistsError(f"{path}: exists with another measurement ({changes}); not "
+        raise OutputExists(f"{path}: exists with another measurement ({changes}); not "
                               "overwritten, move it away first")
 
 
@@ -251,7 +252,7 @@ def evaluate_checkpoint(workdir, split="test", beam_size=None, checkpoint=None,
     if data_dir:
         config.data.data_dir = str(data_dir)
     elif not feature_cache.enabled(config.data) and not Path(config.data.data_dir).exists():
-        raise FileNotFoundError(f"{workdir}: the run's config.data.data_dir "
+        raise MissingInput(f"{workdir}: the run's config.data.data_dir "
                                 f"{config.data.data_dir!r} does not exist; expected "
                                 "--data_dir FOLDER (where the dataset is now)")
     beam_size = beam_size or config.eval.beam_size

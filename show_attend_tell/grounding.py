@@ -24,6 +24,7 @@ from collections import Counter
 import numpy as np
 
 from show_attend_tell.data.shapes.attributes import COLOURS, SHAPES, SIZES
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.paths import Path
 
 Phrase = tuple[str, str, str]  # (size, colour, shape)
@@ -56,7 +57,7 @@ def cell_centres(num_cells: int) -> np.ndarray:
     """``[L, 2]`` (y, x) centres in 0..1 of a G×G grid flattened row-major (L = G²)."""
     side = math.isqrt(num_cells)
     if side * side != num_cells:
-        raise ValueError(f"attention over {num_cells} cells is not a square grid")
+        raise InvalidInput(f"attention over {num_cells} cells is not a square grid")
     rows, cols = np.divmod(np.arange(num_cells), side)
     return np.stack([(rows + 0.5) / side, (cols + 0.5) / side], axis=1)
 
@@ -87,7 +88,7 @@ def image_grounding(words: list[str], alphas: np.ndarray, objects: list[dict]) -
     """
     alphas = np.asarray(alphas, np.float64)
     if alphas.ndim != 2 or alphas.shape[0] < len(words):
-        raise ValueError(f"alphas {alphas.shape} must be [T ≥ {len(words)} words, L]")
+        raise InvalidInput(f"alphas {alphas.shape} must be [T ≥ {len(words)} words, L]")
     results = []
     for start, phrase in object_phrases(words):
         matches = [obj for obj in objects if _identity(obj) == phrase]
@@ -134,6 +135,6 @@ def load_objects(path) -> dict[int, list[dict]]:
         objects = {int(key): [{**obj, "bbox": tuple(float(v) for v in obj["bbox"])}
                               for obj in value["objects"]] for key, value in data.items()}
     except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path}: expected a JSON object of image id -> {{'objects': [{{'bbox', "
+        raise InvalidInput(f"{path}: expected a JSON object of image id -> {{'objects': [{{'bbox', "
                          f"'size', 'colour', 'shape'}}]}} ({type(error).__name__}: {error})") from error
     return objects

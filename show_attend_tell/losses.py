@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.models.captioner import DecoderOutputs
 
 REWARDS = ("sum", "mean")
@@ -58,7 +59,7 @@ def caption_loss(outputs: DecoderOutputs, targets, mask, baseline, train_config)
     targets ``[B, T]`` int32, mask ``[B, T]`` float (1 on real tokens incl. <end>).
     """
     if train_config.reward not in REWARDS:
-        raise ValueError(f"config.train.reward={train_config.reward!r}; expected one of {REWARDS}")
+        raise InvalidInput(f"config.train.reward={train_config.reward!r}; expected one of {REWARDS}")
     steps = outputs.steps
     mask = mask.astype(jnp.float32)
     tokens_per_example = jnp.maximum(mask.sum(axis=1), 1.0)

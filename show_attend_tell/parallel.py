@@ -11,6 +11,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from show_attend_tell.errors import InvalidInput
+
 DATA_AXIS = "data"
 
 
@@ -67,7 +69,7 @@ def check_batch_divisible(batch_size: int, mesh: Mesh, what: str) -> None:
     """Batch sizes must split evenly over devices and processes."""
     devices = mesh.devices.size
     if batch_size % devices:
-        raise ValueError(
+        raise InvalidInput(
             f"{what}={batch_size} must be a multiple of the number of devices ({devices})"
         )
 

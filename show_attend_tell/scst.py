@@ -35,6 +35,7 @@ from jax.sharding import PartitionSpec
 from show_attend_tell import parallel, paths
 from show_attend_tell.cider import DocumentFrequency, cider_d
 from show_attend_tell.data.references import references_of, split_references
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.sampling import policy_log_probs, rescore, sample, teacher_forcing_inputs
 
 BASELINES = ("greedy", "mean_of_others")
@@ -53,10 +54,10 @@ def baselines(rewards: np.ndarray, greedy_rewards: np.ndarray, kind: str) -> np.
     if kind == "mean_of_others":
         k = rewards.shape[1]
         if k < 2:
-            raise ValueError("config.train.scst.baseline='mean_of_others' needs "
+            raise InvalidInput("config.train.scst.baseline='mean_of_others' needs "
                              "config.train.scst.samples >= 2")
         return (rewards.sum(axis=1, keepdims=True) - rewards) / (k - 1)
-    raise ValueError(f"config.train.scst.baseline={kind!r}; expected one of {list(BASELINES)}")
+    raise InvalidInput(f"config.train.scst.baseline={kind!r}; expected one of {list(BASELINES)}")
 
 
 class ScstTerms(NamedTuple):
@@ -139,7 +140,7 @@ def document_frequency(workdir: paths.PathLike, config, vocab) -> DocumentFreque
     if path.exists():
         df = DocumentFrequency.load(path)
         if df.vocab_size != len(vocab):
-            raise ValueError(f"{path}: made for a vocabulary of {df.vocab_size} words, this run "
+            raise InvalidInput(f"{path}: made for a vocabulary of {df.vocab_size} words, this run "
                              f"has {len(vocab)}; delete it to recompute")
         return df
     references = split_references(config.data, config.data.train_split, vocab)
@@ -165,10 +166,10 @@ class ScstStep:
     def __init__(self, model, tx, config, mesh, state_shardings, df: DocumentFrequency):
         scst = config.train.scst
         if scst.baseline not in BASELINES:
-            raise ValueError(
+            raise InvalidInput(
                 f"config.train.scst.baseline={scst.baseline!r}; expected one of {list(BASELINES)}")
         if scst.samples < 1 or (scst.baseline == "mean_of_others" and scst.samples < 2):
-            raise ValueError(f"config.train.scst.samples={scst.samples}: expected >= 1 (>= 2 "
+            raise InvalidInput(f"config.train.scst.samples={scst.samples}: expected >= 1 (>= 2 "
                              "with baseline='mean_of_others')")
         self.mesh, self.df, self.kind = mesh, df, scst.baseline
         self.k, self.max_length = scst.samples, config.eval.max_length

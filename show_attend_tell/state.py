@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from show_attend_tell import parallel
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.models.captioner import Captioner
 from show_attend_tell.models.encoders import example_input
 from show_attend_tell.models.frozen_batchnorm import STATISTICS
@@ -34,7 +35,7 @@ def learning_rate_schedule(train_config) -> optax.Schedule:
         return optax.warmup_cosine_decay_schedule(
             0.0, peak, max(warmup, 1), max(train_config.steps, warmup + 1), end_value=peak * 0.01
         )
-    raise ValueError(
+    raise InvalidInput(
         f"config.train.schedule={train_config.schedule!r}; expected constant or cosine"
     )
 
@@ -60,7 +61,7 @@ def make_optimizer(train_config, encoder_config=None) -> optax.GradientTransform
     optimizers = {"adam": optax.adam, "rmsprop": optax.rmsprop,
                   "sgd": lambda lr: optax.sgd(lr, momentum=0.9)}
     if train_config.optimizer not in optimizers:
-        raise ValueError(
+        raise InvalidInput(
             f"config.train.optimizer={train_config.optimizer!r}; expected one of {sorted(optimizers)}"
         )
     encoder_rate = (encoder_config or {}).get("learning_rate") or train_config.learning_rate

@@ -23,6 +23,7 @@ import optax
 from show_attend_tell import parallel, warm_start
 from show_attend_tell.checkpoints import VERIFIED, CheckpointError, Checkpoints, CorruptCheckpoint
 from show_attend_tell.config_loading import ConfigError, config_differences, config_from_dict, config_to_dict
+from show_attend_tell.errors import InvalidInput, OutputNotWritable, UserError
 from show_attend_tell.evaluation import evaluate_split
 from show_attend_tell.losses import caption_loss, update_baseline
 from show_attend_tell.models.captioner import Captioner, build_captioner
@@ -52,7 +53,7 @@ NON_NEGATIVE_KEYS = ("train.eval_every", "train.patience", "train.warmup_steps")
 EXIT_STOPPED = 75
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -166,7 +167,7 @@ def check_workdir_writable(workdir: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as error:
-        raise OSError(f"workdir {workdir} is not writable: {error.strerror or error}") from error
+        raise OutputNotWritable(f"workdir {workdir} is not writable: {error.strerror or error}") from error
 
 
 class MetricLog:
@@ -206,7 +207,7 @@ def resume_step(checkpoints: Checkpoints, resume_from: str, workdir: Path) -> in
     newest verified step is used and the steps after it are moved to ``checkpoints/.corrupt/``
     (kept, never deleted), with a warning."""
     if resume_from not in ("latest", "verified"):
-        raise ValueError(f"--resume_from={resume_from!r}: expected latest or verified")
+        raise InvalidInput(f"--resume_from={resume_from!r}: expected latest or verified")
     latest = checkpoints.latest_step()
     if latest is None:
         return None

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.paths import Path
 
 DPI = 100
@@ -29,7 +30,7 @@ def upsample_attention(alpha: np.ndarray, height: int, width: int) -> np.ndarray
     """
     side = math.isqrt(alpha.shape[-1])
     if side * side != alpha.shape[-1]:
-        raise ValueError(f"attention over {alpha.shape[-1]} cells is not a square grid")
+        raise InvalidInput(f"attention over {alpha.shape[-1]} cells is not a square grid")
     grid = Image.fromarray(np.asarray(alpha, np.float32).reshape(side, side), mode="F")
     return np.maximum(np.asarray(grid.resize((width, height), Image.BICUBIC)), 0.0)
 

@@ -18,11 +18,12 @@ import socket
 import time
 
 from show_attend_tell import paths
+from show_attend_tell.errors import UserError
 
 LOCK_FILE = ".lock"
 
 
-class WorkdirBusy(RuntimeError):
+class WorkdirBusy(UserError, RuntimeError):
     """Another process holds the workdir's lock."""
 
 

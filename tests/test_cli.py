@@ -1,13 +1,18 @@
 """The `sat` command line: usage errors exit 2, user errors print one line and exit 1."""
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from show_attend_tell.cli import build_parser, main
+from show_attend_tell.errors import InvalidInput, MissingInput
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_main(argv, capsys):
@@ -111,3 +116,44 @@ def test_evaluate_finds_moved_data_with_data_dir(tiny_shapes, tmp_path, capsys):
     main(["evaluate", "--workdir", str(run), "--num_images", "8", "--data_dir", str(tiny_shapes)])
     report = run / "eval" / "test_2_8images.json"
     assert report.is_file() and '"images": 8' in report.read_text()
+
+
+@pytest.mark.parametrize("error, one_line", [
+    (InvalidInput("config.train.steps=-1; expected a positive number"), True),
+    (MissingInput("data/tfds/shapes: not built; run sat data build shapes"), True),
+    (ValueError("operands could not be broadcast together"), False),  # a bug, not a user's
+    (OSError("[Errno 28] No space left on device"), False),
+])
+def test_only_user_errors_are_one_line_bugs_keep_their_traceback(monkeypatch, capsys, error,
+                                                                  one_line):
+    def fail(*_):
+        raise error
+
+    monkeypatch.setattr("show_attend_tell.cli.run", fail)
+    if one_line:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", "runs/a"])
+        assert exit_info.value.code == 1
+        assert capsys.readouterr().err == f"sat compare: error: {error}\n"
+    else:
+        with pytest.raises(type(error), match=str(error)[:20].replace("[", r"\[")):
+            main(["compare", "runs/a"])
+
+
+# Raised by code paths a user cannot reach with any input: internal invariants, tracebacks kept.
+INTERNAL_RAISES = {("eval_records.py", "alphas must be"), ("scene.py", "unknown shape"),
+                   ("encoders.py", "is registered twice")}
+
+
+def test_the_package_raises_user_errors_through_the_project_types():
+    """A built-in ValueError/OSError raised by the package itself would print as a traceback
+    (the CLI turns only errors.UserError into one line): each raise names a project type."""
+    offenders = []
+    for path in sorted(ROOT.glob("show_attend_tell/**/*.py")):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            match = re.search(r"raise (ValueError|FileNotFoundError|FileExistsError|OSError|"
+                              r"RuntimeError|PermissionError)\(", line)
+            if match and not any(path.name == name and text in line
+                                 for name, text in INTERNAL_RAISES):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

@@ -9,6 +9,7 @@ import time
 
 import tensorflow_datasets as tfds
 
+from show_attend_tell.errors import InvalidInput, MissingInput
 from show_attend_tell.paths import Path
 
 SHAPES_OPTIONS = ("image_size", "num_train", "num_validation", "num_test", "seed", "caption_order")
@@ -20,7 +21,7 @@ def split_name(name: str, builder_config: str | None) -> tuple[str, str | None]:
     if "/" in name:
         name, _, from_name = name.partition("/")
         if builder_config and builder_config != from_name:
-            raise ValueError(f"dataset {name}/{from_name} given with builder config {builder_config!r}")
+            raise InvalidInput(f"dataset {name}/{from_name} given with builder config {builder_config!r}")
         builder_config = from_name
     return name, builder_config or None
 
@@ -30,16 +31,16 @@ def _shapes_builder(data_dir, builder_config, options):
 
     unknown = set(options) - set(SHAPES_OPTIONS)
     if unknown:
-        raise ValueError(f"shapes: unknown options {sorted(unknown)}; expected {SHAPES_OPTIONS}")
+        raise InvalidInput(f"shapes: unknown options {sorted(unknown)}; expected {SHAPES_OPTIONS}")
     predefined = {c.name: c for c in Shapes.BUILDER_CONFIGS}
     name = builder_config or Shapes.DEFAULT_CONFIG_NAME
     if not options:
         if name not in predefined:
-            raise ValueError(f"shapes: unknown builder config {name!r}; expected one of "
+            raise InvalidInput(f"shapes: unknown builder config {name!r}; expected one of "
                              f"{sorted(predefined)} or split-size options such as num_train=")
         return Shapes(config=name, data_dir=data_dir)
     if name in predefined:
-        raise ValueError(f"shapes: {name!r} is a predefined config; give a new name for "
+        raise InvalidInput(f"shapes: {name!r} is a predefined config; give a new name for "
                          f"custom options {options}")
     return Shapes(config=ShapesConfig(name=name, **options), data_dir=data_dir)
 
@@ -49,9 +50,9 @@ def _karpathy_builder(data_dir, builder_config, options):
 
     unknown = set(options) - set(KARPATHY_OPTIONS)
     if unknown:
-        raise ValueError(f"karpathy: unknown options {sorted(unknown)}; expected {KARPATHY_OPTIONS}")
+        raise InvalidInput(f"karpathy: unknown options {sorted(unknown)}; expected {KARPATHY_OPTIONS}")
     if "manual_dir" not in options:
-        raise ValueError("karpathy: pass --manual_dir, the folder with dataset_<name>.json and "
+        raise InvalidInput("karpathy: pass --manual_dir, the folder with dataset_<name>.json and "
                          "the images (see show_attend_tell/data/karpathy/builder.py)")
     return Karpathy(config=builder_config or "flickr8k", data_dir=data_dir,
                     skip_bad_images=bool(options.get("skip_bad_images", False))), options["manual_dir"]
@@ -67,10 +68,10 @@ def build_dataset(name: str, data_dir, builder_config: str | None = None, **opti
         builder, manual_dir = _karpathy_builder(data_dir, builder_config, options)
     elif name == "coco_captions":
         if options:
-            raise ValueError(f"coco_captions: unknown options {sorted(options)}")
+            raise InvalidInput(f"coco_captions: unknown options {sorted(options)}")
         builder = tfds.builder("coco_captions", config=builder_config, data_dir=data_dir)
     else:
-        raise ValueError(f"unknown dataset {name!r}; expected shapes, karpathy/<flickr8k|flickr30k"
+        raise InvalidInput(f"unknown dataset {name!r}; expected shapes, karpathy/<flickr8k|flickr30k"
                          "|coco|coco_trainrestval> or coco_captions")
     start = time.perf_counter()
     print(f"building {builder.info.full_name} into {builder.data_dir}", flush=True)
@@ -97,7 +98,7 @@ def open_builder(name: str, data_dir, builder_config: str | None = None) -> tfds
         if builder.is_prepared():
             return builder
     full = f"{name}/{builder_config}" if builder_config else name
-    raise FileNotFoundError(
+    raise MissingInput(
         f"dataset {full} is not built in {data_dir}; run: sat data build {full} --data_dir "
         f"{data_dir}" + (" --manual_dir <folder>" if name != "shapes" else "")
     )

@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 from show_attend_tell import paths
 from show_attend_tell.data import build
 from show_attend_tell.data.images import resize_and_crop
+from show_attend_tell.errors import InvalidInput, MissingInput, OutputExists
 from show_attend_tell.models.encoders import build_encoder, example_input
 from show_attend_tell.paths import Path
 from show_attend_tell.weights.pretrained import with_pretrained_encoder
@@ -41,7 +42,7 @@ def enabled(data: ml_collections.ConfigDict) -> bool:
 def read_metadata(cache_dir: str | Path) -> dict:
     path = Path(cache_dir) / METADATA
     if not path.is_file():
-        raise FileNotFoundError(f"config.data.feature_cache={str(cache_dir)!r} has no {METADATA}; "
+        raise MissingInput(f"config.data.feature_cache={str(cache_dir)!r} has no {METADATA}; "
                                 "write it with: sat data cache-features --config ... --split ...")
     return json.loads(path.read_text())
 
@@ -50,7 +51,7 @@ def open_split_builder(cache_dir: str | Path, split: str) -> tfds.core.DatasetBu
     """The cached dataset of ``split``; a clear error when that split was not cached."""
     versions = sorted((Path(cache_dir) / split).glob(f"{DATASET_NAME}/*/dataset_info.json"))
     if not versions:
-        raise FileNotFoundError(f"feature cache {cache_dir} has no split {split!r}; run: sat data "
+        raise MissingInput(f"feature cache {cache_dir} has no split {split!r}; run: sat data "
                                 f"cache-features --config ... --split {split}")
     return tfds.builder_from_directory(versions[-1].parent)
 
@@ -59,7 +60,7 @@ def annotation_shape(cache_dir: str | Path) -> tuple[int, int]:
     """(L, D) of the cached annotations (every split has the same)."""
     shapes = {tuple(split["shape"]) for split in read_metadata(cache_dir)["splits"].values()}
     if len(shapes) != 1:
-        raise ValueError(f"feature cache {cache_dir}: splits of different shapes {sorted(shapes)}")
+        raise InvalidInput(f"feature cache {cache_dir}: splits of different shapes {sorted(shapes)}")
     return shapes.pop()
 
 
@@ -72,7 +73,7 @@ def model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
     cached = read_metadata(cache_dir)["encoder"]
     wanted = encoder_identity(config.model.encoder)
     if cached != wanted:
-        raise ValueError(f"feature cache {cache_dir} was written by encoder {cached}, but "
+        raise InvalidInput(f"feature cache {cache_dir} was written by encoder {cached}, but "
                          f"config.model.encoder is {wanted}")
     length, depth = annotation_shape(cache_dir)
     model = copy.deepcopy(config.model)
@@ -135,11 +136,11 @@ def write_cache(config: ml_collections.ConfigDict, split: str, out: str | Path,
     metadata = read_metadata(out) if (out / METADATA).is_file() else {
         "encoder": encoder_identity(config.model.encoder), "splits": {}}
     if metadata["encoder"] != encoder_identity(config.model.encoder):
-        raise ValueError(f"{out} caches encoder {metadata['encoder']}; write this encoder's "
+        raise InvalidInput(f"{out} caches encoder {metadata['encoder']}; write this encoder's "
                          "features to another folder")
     if (out / split).exists():
         if not overwrite:
-            raise FileExistsError(f"{out / split} exists; pass --overwrite to recompute it")
+            raise OutputExists(f"{out / split} exists; pass --overwrite to recompute it")
         (out / split).rmtree()
     source = build.open_builder(config.data.name, config.data.data_dir, config.data.builder_config)
     encoder = build_encoder(config.model.encoder, jnp.float32)

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, UnidentifiedImageError
 
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.paths import Path
 
 # What Pillow raises for bytes it cannot decode; DecompressionBombError means more than
@@ -31,9 +32,9 @@ DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, 
 MAX_PIXELS = 64_000_000
 
 
-def unreadable(path, error: Exception) -> ValueError:
+def unreadable(path, error: Exception) -> InvalidInput:
     """The one-line error for an image file Pillow cannot decode."""
-    return ValueError(f"{path}: not a readable image, expected a JPEG, PNG or other file "
+    return InvalidInput(f"{path}: not a readable image, expected a JPEG, PNG or other file "
                       f"Pillow decodes ({error})")
 
 
@@ -52,22 +53,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def encoded_rgb(path) -> bytes:
     """The bytes of the image file at ``path`` as an RGB JPEG or PNG (see the module doc);
-    a one-line ``ValueError`` naming the file when it is missing, empty, unreadable or larger
+    a one-line ``InvalidInput`` naming the file when it is missing, empty, unreadable or larger
     than :data:`MAX_PIXELS`."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ValueError(f"{path}: image file missing or unreadable ({error.strerror})") from error
+        raise InvalidInput(f"{path}: image file missing or unreadable ({error.strerror})") from error
     if not data:
-        raise ValueError(f"{path}: empty file, expected a JPEG or PNG image")
+        raise InvalidInput(f"{path}: empty file, expected a JPEG or PNG image")
     try:
         with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as image:
             # Pillow warns past 89 megapixels; the budget below decides instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ValueError(f"{path}: {width}×{height} image has {width * height:,} pixels, "
+                raise InvalidInput(f"{path}: {width}×{height} image has {width * height:,} pixels, "
                                  f"more than the {MAX_PIXELS:,} read (expected a photo of at "
                                  f"most {MAX_PIXELS // 1_000_000} megapixels; downscale it)")
             image.load()  # decodes everything: truncated files fail here, not in training
@@ -104,5 +105,5 @@ def resize_and_crop(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
 
 def load_image_rgb(path, size: int) -> np.ndarray:
     """The file at ``path`` as the uint8 ``[size, size, 3]`` array training would feed for the
-    same file; unreadable files raise a ``ValueError`` naming the file."""
+    same file; unreadable files raise an ``InvalidInput`` naming the file."""
     return resize_and_crop(tf.constant(encoded_rgb(path)), size).numpy()

@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from show_attend_tell.data import build, feature_cache
 from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.data.vocab import END, PAD, START, Vocabulary, tokenize
+from show_attend_tell.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
     if not 0 <= index < count:
-        raise ValueError(f"process_index={index} outside 0..{count - 1}")
+        raise InvalidInput(f"process_index={index} outside 0..{count - 1}")
     return index, count
 
 
@@ -158,7 +159,7 @@ class EpochStream:
     def __init__(self, data: ml_collections.ConfigDict, batch_size: int, image_size: int,
                  seed: int, process_index: int, process_count: int):
         if batch_size % process_count:
-            raise ValueError(f"global batch_size={batch_size} must be a multiple of the number "
+            raise InvalidInput(f"global batch_size={batch_size} must be a multiple of the number "
                              f"of processes ({process_count})")
         self.data, self.batch_size, self.image_size, self.seed = data, batch_size, image_size, seed
         self.process_index, self.process_count = process_index, process_count
@@ -177,7 +178,7 @@ class EpochStream:
     def batches_per_epoch(self) -> int:
         raise NotImplementedError
 
-    def _empty_epoch(self) -> ValueError:
+    def _empty_epoch(self) -> InvalidInput:
         raise NotImplementedError
 
     def _end_of_epoch(self) -> None:
@@ -216,7 +217,7 @@ class EpochStream:
         """Continue after ``state["step"]`` batches of the run that saved ``state`` (on any
         number of processes)."""
         if state.get("seed", self.seed) != self.seed:
-            raise ValueError(f"iterator state has seed {state['seed']}, this run {self.seed}")
+            raise InvalidInput(f"iterator state has seed {state['seed']}, this run {self.seed}")
         self.step = int(state["step"])
         # States saved before batches were global hold the process-local "batch_size"; those
         # of one process were global all the same.
@@ -297,8 +298,8 @@ class TrainIterator(EpochStream):
         self._log_epoch()
         self._batches_per_epoch = self.batch_in_epoch
 
-    def _empty_epoch(self) -> ValueError:
-        return ValueError(f"{self.data.name} {self.data.train_split}: no length bucket holds "
+    def _empty_epoch(self) -> InvalidInput:
+        return InvalidInput(f"{self.data.name} {self.data.train_split}: no length bucket holds "
                           f"batch_size={self.batch_size} captions")
 
     def _log_epoch(self) -> None:

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from show_attend_tell.data import pipeline
 from show_attend_tell.data.vocab import Vocabulary, tokenize
+from show_attend_tell.errors import InvalidInput
 
 
 def caption_ids(captions, vocab: Vocabulary, max_words: int) -> list[list[int]]:
@@ -88,8 +89,8 @@ class ImageBatches(pipeline.EpochStream):
         batches = examples.padded_batch(self.batch_size, drop_remainder=True).skip(skip).prefetch(2)
         return batches.as_numpy_iterator()
 
-    def _empty_epoch(self) -> ValueError:
-        return ValueError(f"{self.data.name} {self.data.train_split}: fewer than "
+    def _empty_epoch(self) -> InvalidInput:
+        return InvalidInput(f"{self.data.name} {self.data.train_split}: fewer than "
                           f"batch_size={self.batch_size} images")
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 from show_attend_tell.data.shapes.captions import placement, relation, salience_order
 from show_attend_tell.data.shapes.scene import SceneObject, render, sample_objects
 from show_attend_tell.data.vocab import tokenize
+from show_attend_tell.errors import InvalidInput
 
 SCENE = 64  # px side of the rendered scene, as in the shapes dataset
 PHOTO_SIZES = ((500, 375), (333, 500), (640, 480), (500, 333), (375, 500), (500, 500))
@@ -112,9 +113,9 @@ def write_corpus(out, num_images: int = 1500, num_val: int = 150, num_test: int 
     out = Path(out)
     json_path = out / "dataset_flickr8k.json"
     if json_path.exists():
-        raise ValueError(f"{json_path}: already exists; remove it or choose another --out")
+        raise InvalidInput(f"{json_path}: already exists; remove it or choose another --out")
     if num_val + num_test >= num_images:
-        raise ValueError(f"--num_images {num_images} leaves no training images after "
+        raise InvalidInput(f"--num_images {num_images} leaves no training images after "
                          f"{num_val} val and {num_test} test")
     (out / IMAGE_FOLDER).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

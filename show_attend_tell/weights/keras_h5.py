@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from show_attend_tell.errors import MissingInput
 from show_attend_tell.weights.store import WeightsError
 
 # The convolution that reads the image, per architecture family.
@@ -26,7 +27,7 @@ def read_layers(path: str | Path) -> dict[str, list[np.ndarray]]:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Keras weights {path} not found")
+        raise MissingInput(f"Keras weights {path} not found")
     try:
         file = h5py.File(path, "r")
     except OSError as error:

@@ -10,13 +10,14 @@ import io
 import numpy as np
 
 from show_attend_tell import paths
+from show_attend_tell.errors import InvalidInput, MissingInput
 from show_attend_tell.paths import Path
 
 ENCODER_KEY = "__encoder__"
 SHOWN = 6  # names listed per kind of mismatch before "... and N more"
 
 
-class WeightsError(ValueError):
+class WeightsError(InvalidInput):
     """A weights file that is missing, of another encoder, or does not fit the model."""
 
 
@@ -60,7 +61,7 @@ def load_weights(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     """(encoder name, flat weights) of a file written by :func:`save_weights`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"encoder weights {path} not found (config.model.encoder.weights; "
+        raise MissingInput(f"encoder weights {path} not found (config.model.encoder.weights; "
                                 "convert them with 'sat weights import')")
     with path.open("rb") as handle, np.load(handle, allow_pickle=False) as file:
         if ENCODER_KEY not in file:

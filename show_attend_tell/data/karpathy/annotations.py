@@ -8,6 +8,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from show_attend_tell.errors import InvalidInput
+
 SPLITS = ("train", "val", "test", "restval")
 
 
@@ -30,21 +32,21 @@ class ImageEntry:
 
 def _get(path: Path, where: str, entry: dict, key: str, kind: type):
     if key not in entry:
-        raise ValueError(f"{path}: {where}: missing key {key!r}")
+        raise InvalidInput(f"{path}: {where}: missing key {key!r}")
     value = entry[key]
     # bool is an int in Python, but never a valid id.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"{path}: {where}: key {key!r} should be {kind.__name__}, "
+        raise InvalidInput(f"{path}: {where}: key {key!r} should be {kind.__name__}, "
                          f"got {type(value).__name__}")
     return value
 
 
 def _sentence(path: Path, where: str, sentence) -> Sentence:
     if not isinstance(sentence, dict):
-        raise ValueError(f"{path}: {where}: should be an object, got {type(sentence).__name__}")
+        raise InvalidInput(f"{path}: {where}: should be an object, got {type(sentence).__name__}")
     tokens = _get(path, where, sentence, "tokens", list)
     if not all(isinstance(token, str) for token in tokens):
-        raise ValueError(f"{path}: {where}: key 'tokens' should be a list of strings")
+        raise InvalidInput(f"{path}: {where}: key 'tokens' should be a list of strings")
     return Sentence(_get(path, where, sentence, "raw", str), tuple(tokens),
                     _get(path, where, sentence, "sentid", int))
 
@@ -52,10 +54,10 @@ def _sentence(path: Path, where: str, sentence) -> Sentence:
 def _image(path: Path, index: int, entry) -> ImageEntry:
     where = f"images[{index}]"
     if not isinstance(entry, dict):
-        raise ValueError(f"{path}: {where}: should be an object, got {type(entry).__name__}")
+        raise InvalidInput(f"{path}: {where}: should be an object, got {type(entry).__name__}")
     split = _get(path, where, entry, "split", str)
     if split not in SPLITS:
-        raise ValueError(f"{path}: {where}: key 'split' is {split!r}, expected one of {SPLITS}")
+        raise InvalidInput(f"{path}: {where}: key 'split' is {split!r}, expected one of {SPLITS}")
     image_id = _get(path, where, entry, "cocoid" if "cocoid" in entry else "imgid", int)
     sentences = _get(path, where, entry, "sentences", list)
     return ImageEntry(
@@ -73,17 +75,17 @@ def read_annotations(path) -> list[ImageEntry]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as error:
-        raise ValueError(f"{path}: no such file (expected Karpathy's split JSON)") from error
+        raise InvalidInput(f"{path}: no such file (expected Karpathy's split JSON)") from error
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not readable JSON ({error})") from error
+        raise InvalidInput(f"{path}: not readable JSON ({error})") from error
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: top level should be an object with key 'images'")
+        raise InvalidInput(f"{path}: top level should be an object with key 'images'")
     entries = [_image(path, i, entry) for i, entry in enumerate(_get(path, "top level", data,
                                                                       "images", list))]
     first_index: dict[int, int] = {}
     for entry in entries:
         if entry.image_id in first_index:
-            raise ValueError(f"{path}: images[{entry.index}]: duplicate image id {entry.image_id} "
+            raise InvalidInput(f"{path}: images[{entry.index}]: duplicate image id {entry.image_id} "
                              f"(also images[{first_index[entry.image_id]}])")
         first_index[entry.image_id] = entry.index
     return entries

@@ -16,6 +16,7 @@ objects. Salience order is what real captions do (the main object first).
 import numpy as np
 
 from show_attend_tell.data.shapes.scene import SceneObject
+from show_attend_tell.errors import InvalidInput
 
 CAPTIONS_PER_IMAGE = 5
 ORDERS = ("shuffled", "salience")
@@ -70,7 +71,7 @@ def captions(rng: np.random.Generator, objects: list[SceneObject], image_size: i
         ordered = salience_order(objects)
         return [_caption(kind, ordered, image_size, index) for index, kind in enumerate(kinds)]
     if order != "shuffled":
-        raise ValueError(f"caption order {order!r}; expected one of {ORDERS}")
+        raise InvalidInput(f"caption order {order!r}; expected one of {ORDERS}")
     out = []
     sequence = list(objects)
     for index, kind in enumerate(kinds[:CAPTIONS_PER_IMAGE]):

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from show_attend_tell.data import pipeline
+from show_attend_tell.data import build, pipeline
 from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.data.vocab import END, START, Vocabulary
 
@@ -31,7 +31,7 @@ def coco_mock(monkeypatch):
 
 def mapped(builder, split):
     return builder.as_dataset(split=split).map(
-        lambda features: pipeline.to_example("coco_captions", features))
+        build.dataset("coco_captions").to_example)
 
 
 def test_mapping_to_pipeline_examples(coco_mock):

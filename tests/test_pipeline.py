@@ -214,3 +214,28 @@ def test_dataset_names_and_missing_dataset_errors(tmp_path):
         build_dataset("karpathy/flickr8k", tmp_path)
     with pytest.raises(FileNotFoundError, match="sat data build shapes/64px"):
         open_builder("shapes", tmp_path)
+
+
+def test_each_registered_dataset_reads_into_the_one_example_format():
+    """The registry's to_example maps each dataset's own features to image, image_id and
+    captions (+ objects where the dataset has them); an unknown name is one clear error."""
+    from show_attend_tell.data.build import DATASETS, dataset
+
+    image, image_id, captions = tf.constant(b"jpeg"), tf.constant(7, tf.int64), tf.constant(["a"])
+    features = {
+        "shapes": {"image": image, "image_id": image_id, "captions": captions,
+                   "objects": {"shape": tf.constant([1])}},
+        "karpathy": {"image": image, "image_id": image_id,
+                     "captions": {"raw": captions, "tokens": tf.constant([["a"]])}},
+        "coco_captions": {"image": image, "image/id": image_id, "image/filename": tf.constant("f"),
+                          "captions": {"text": captions, "id": tf.constant([1])}},
+    }
+    assert set(DATASETS) == set(features)
+    for name, raw in features.items():
+        example = dataset(name).to_example(raw)
+        expected = {"image", "image_id", "captions"} | ({"objects"} if name == "shapes" else set())
+        assert set(example) == expected, name
+        assert int(example["image_id"]) == 7 and example["captions"].numpy().tolist() == [b"a"]
+    assert dataset("karpathy/coco") is DATASETS["karpathy"]
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; expected shapes"):
+        dataset("imagenet")

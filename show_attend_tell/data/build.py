@@ -2,13 +2,17 @@
 
 Names: ``shapes`` (configs ``64px``, ``64px_salience``, ``128px``, or any name with options),
 ``karpathy`` with config ``flickr8k`` | ``flickr30k`` | ``coco`` | ``coco_trainrestval``
-(``karpathy/flickr8k`` also works), and TFDS's catalog ``coco_captions``.
+(``karpathy/flickr8k`` also works), and TFDS's catalog ``coco_captions``. :data:`DATASETS`
+is the registry: each name's builder, default config and example format, looked up here only.
 """
 
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import tensorflow_datasets as tfds
 
+from show_attend_tell.data import coco_captions
 from show_attend_tell.errors import InvalidInput, MissingInput
 from show_attend_tell.paths import Path
 
@@ -38,11 +42,11 @@ def _shapes_builder(data_dir, builder_config, options):
         if name not in predefined:
             raise InvalidInput(f"shapes: unknown builder config {name!r}; expected one of "
                              f"{sorted(predefined)} or split-size options such as num_train=")
-        return Shapes(config=name, data_dir=data_dir)
+        return Shapes(config=name, data_dir=data_dir), None
     if name in predefined:
         raise InvalidInput(f"shapes: {name!r} is a predefined config; give a new name for "
                          f"custom options {options}")
-    return Shapes(config=ShapesConfig(name=name, **options), data_dir=data_dir)
+    return Shapes(config=ShapesConfig(name=name, **options), data_dir=data_dir), None
 
 
 def _karpathy_builder(data_dir, builder_config, options):
@@ -58,21 +62,55 @@ def _karpathy_builder(data_dir, builder_config, options):
                     skip_bad_images=bool(options.get("skip_bad_images", False))), options["manual_dir"]
 
 
+def _coco_captions_builder(data_dir, builder_config, options):
+    manual_dir = options.pop("manual_dir", None)
+    if options:
+        raise InvalidInput(f"coco_captions: unknown options {sorted(options)}")
+    return tfds.builder("coco_captions", config=builder_config, data_dir=data_dir), manual_dir
+
+
+def _shapes_example(features: dict) -> dict:
+    return {key: features[key] for key in ("image", "image_id", "captions", "objects")}
+
+
+def _karpathy_example(features: dict) -> dict:
+    return {"image": features["image"], "image_id": features["image_id"],
+            "captions": features["captions"]["raw"]}
+
+
+class Dataset(NamedTuple):
+    """How one dataset is built, found and read: the one place a dataset name is looked up."""
+
+    # (data_dir, builder_config, options) -> (TFDS builder, manual_dir or None)
+    builder: Callable[[object, str | None, dict], tuple[tfds.core.DatasetBuilder, object]]
+    default_config: str | None  # the builder config when none is given
+    # its features -> ``image`` (encoded), ``image_id`` int64, ``captions`` string [N]
+    # (+ ``objects`` where the dataset has grounding ground truth)
+    to_example: Callable[[dict], dict]
+    in_tfds_catalog: bool  # TFDS's own dataset, which TFDS finds under data_dir itself
+
+
+DATASETS = {
+    "shapes": Dataset(_shapes_builder, "64px", _shapes_example, False),
+    "karpathy": Dataset(_karpathy_builder, "flickr8k", _karpathy_example, False),
+    "coco_captions": Dataset(_coco_captions_builder, None, coco_captions.to_example, True),
+}
+
+
+def dataset(name: str) -> Dataset:
+    """The registry entry of ``name`` (``karpathy/flickr8k`` or ``karpathy``)."""
+    name, _ = split_name(name, None)
+    if name not in DATASETS:
+        raise InvalidInput(f"unknown dataset {name!r}; expected shapes, karpathy/<flickr8k|"
+                           "flickr30k|coco|coco_trainrestval> or coco_captions")
+    return DATASETS[name]
+
+
 def build_dataset(name: str, data_dir, builder_config: str | None = None, **options) -> Path:
     """Build ``name`` into ``data_dir`` (a no-op when already built); returns its folder."""
+    entry = dataset(name)
     name, builder_config = split_name(name, builder_config)
-    manual_dir = options.pop("manual_dir", None) if name == "coco_captions" else None
-    if name == "shapes":
-        builder = _shapes_builder(data_dir, builder_config, options)
-    elif name == "karpathy":
-        builder, manual_dir = _karpathy_builder(data_dir, builder_config, options)
-    elif name == "coco_captions":
-        if options:
-            raise InvalidInput(f"coco_captions: unknown options {sorted(options)}")
-        builder = tfds.builder("coco_captions", config=builder_config, data_dir=data_dir)
-    else:
-        raise InvalidInput(f"unknown dataset {name!r}; expected shapes, karpathy/<flickr8k|flickr30k"
-                         "|coco|coco_trainrestval> or coco_captions")
+    builder, manual_dir = entry.builder(data_dir, builder_config, dict(options))
     start = time.perf_counter()
     print(f"building {builder.info.full_name} into {builder.data_dir}", flush=True)
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
@@ -86,15 +124,15 @@ def build_dataset(name: str, data_dir, builder_config: str | None = None, **opti
 def open_builder(name: str, data_dir, builder_config: str | None = None) -> tfds.core.DatasetBuilder:
     """A built dataset, read from its folder (custom configs included); a clear error naming
     the build command when it is missing."""
+    entry = dataset(name)
     name, builder_config = split_name(name, builder_config)
-    if name == "shapes":
-        builder_config = builder_config or "64px"
+    builder_config = builder_config or entry.default_config
     folder = Path(data_dir) / name / builder_config if builder_config else None
     versions = sorted(folder.glob("*/dataset_info.json"), key=_version_key) if folder else []
     if versions:
         return tfds.builder_from_directory(versions[-1].parent)
-    if name == "coco_captions":
-        builder = tfds.builder("coco_captions", config=builder_config, data_dir=data_dir)
+    if entry.in_tfds_catalog:
+        builder = tfds.builder(name, config=builder_config, data_dir=data_dir)
         if builder.is_prepared():
             return builder
     full = f"{name}/{builder_config}" if builder_config else name

@@ -36,23 +36,6 @@ log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- datasets
-def to_example(name: str, features: dict) -> dict:
-    """A dataset's features -> ``image`` (encoded bytes), ``image_id`` int64, ``captions``
-    string ``[N]`` (+ ``objects`` for shapes)."""
-    name, _ = build.split_name(name, None)
-    if name == "coco_captions":
-        from show_attend_tell.data.coco_captions import to_example as coco_to_example
-
-        return coco_to_example(features)
-    example = {key: features[key] for key in ("image", "image_id")}
-    if name == "karpathy":
-        example["captions"] = features["captions"]["raw"]
-    else:
-        example["captions"] = features["captions"]
-        example["objects"] = features["objects"]
-    return example
-
-
 def open_split(data: ml_collections.ConfigDict, split: str, process_index: int,
                process_count: int,
                builder: tfds.core.DatasetBuilder | None = None) -> tf.data.Dataset:
@@ -63,7 +46,7 @@ def open_split(data: ml_collections.ConfigDict, split: str, process_index: int,
                                        process_count=process_count)
     dataset = builder.as_dataset(split=shard, shuffle_files=False,
                                  decoders={"image": tfds.decode.SkipDecoding()})
-    return dataset.map(lambda features: to_example(data.name, features),
+    return dataset.map(build.dataset(data.name).to_example,
                        num_parallel_calls=tf.data.AUTOTUNE)
 
 

@@ -117,7 +117,7 @@ def side_by_side_attention(runs: list[dict], out_dir: Path, count: int) -> list[
                                 beam_size=config.eval.beam_size, max_length=config.eval.max_length)
         for row in range(count):
             length = int(decoded.lengths[row])
-            words = vocab.decode(np.asarray(decoded.tokens[row])).split()
+            words = vocab.to_text(np.asarray(decoded.tokens[row])).split()
             path = out_dir / f"attention_{row}_{run['name']}.png"
             attention_overlay(batch["image"][row], words, np.asarray(decoded.alphas[row, :length]),
                               path)

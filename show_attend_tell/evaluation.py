@@ -82,7 +82,7 @@ def decode_split(model, params, config, vocab, split, mesh, *, beam_size, num_im
             length = int(lengths[out])
             results.append({
                 "image_id": int(batch["image_id"][row]),
-                "words": vocab.decode(tokens[out]).split(),
+                "words": vocab.to_text(tokens[out]).split(),
                 "alphas": alphas[out, :length],
                 "locations": locations[out, :length],
                 "references": list(batch["references"][row]),
@@ -339,7 +339,7 @@ def caption_files(workdir, paths, out=None, beam_size=None, checkpoint=None) -> 
                                 max_length=config.eval.max_length,
                                 length_normalization=config.eval.length_normalization)
         length = int(decoded.lengths[0])
-        words = vocab.decode(np.asarray(decoded.tokens[0])).split()
+        words = vocab.to_text(np.asarray(decoded.tokens[0])).split()
         overlay.parent.mkdir(parents=True, exist_ok=True)
         attention_overlay(image, words, np.asarray(decoded.alphas[0, :length]), overlay,
                           locations=np.asarray(decoded.locations[0, :length])

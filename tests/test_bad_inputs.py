@@ -177,7 +177,7 @@ def test_messy_captions_train_skipping_empty_and_truncating_with_a_logged_count(
     with caplog.at_level(logging.INFO, logger=pipeline.log.name):
         rows = [row for _ in range(batches.batches_per_epoch() + 1)
                 for row in next(batches)["tokens"]]
-    decoded = {vocab.decode(row) for row in rows}
+    decoded = {vocab.to_text(row) for row in rows}
     assert "un café über cool dog" in decoded
     assert "a dog runs a dog runs a dog" in decoded  # 8 words, then <end>
     assert any(UNK in row for row in rows)

@@ -77,7 +77,7 @@ def test_a_caption_decoded_from_its_references_vocabulary_ids_scores_perfectly()
 
     vocab = Vocabulary.build(text for texts in MESSY.values() for text in texts)
     results = [{"image_id": key, "references": texts, "objects": None,
-                "words": vocab.decode(vocab.encode(texts[0])).split()}
+                "words": vocab.to_text(vocab.to_ids(texts[0])).split()}
                for key, texts in MESSY.items()]
     scores = score_results(results)
     perfect = caption_scores(MESSY, {key: texts[0] for key, texts in MESSY.items()})

@@ -64,9 +64,9 @@ def test_train_batches_are_bucketed(config, vocab):
 def test_epoch_sees_every_caption_once(config, vocab):
     batches = pipeline.train_iterator(config, vocab, 4, 64, process_index=0, process_count=1)
     per_epoch = batches.batches_per_epoch()
-    tokens = [vocab.decode(row) for _ in range(per_epoch) for row in next(batches)["tokens"]]
+    tokens = [vocab.to_text(row) for _ in range(per_epoch) for row in next(batches)["tokens"]]
     assert batches.get_state()["epoch"] == 0
-    captions = [" ".join(vocab.decode(vocab.encode(c)).split())
+    captions = [" ".join(vocab.to_text(vocab.to_ids(c)).split())
                 for c in pipeline.caption_texts(config.data, "train")]
     # Only bucket remainders (< 4 per bucket) are dropped; nothing is repeated.
     assert len(captions) - len(tokens) < 4 * len(config.data.bucket_boundaries)
@@ -130,7 +130,7 @@ def test_truncation_and_empty_captions_are_counted(vocab):
     encoder = pipeline.CaptionEncoder(vocab, max_length=3)
     tokens, lengths = encoder(np.array([b"a small red circle", b"   ", "un café 🙂".encode()]))
     assert lengths.tolist() == [3, 0, 2]
-    assert tokens[0].tolist() == [START, *vocab.encode("a small red"), END]
+    assert tokens[0].tolist() == [START, *vocab.to_ids("a small red"), END]
     assert (encoder.truncated, encoder.empty) == (1, 1)
 
 

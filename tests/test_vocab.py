@@ -45,19 +45,19 @@ def test_min_count_and_max_size():
 
 def test_encode_decode_round_trip_and_unk():
     vocab = Vocabulary.build(CAPTIONS)
-    ids = vocab.encode("A small red square.")
-    assert vocab.decode(ids) == "a small red square"
-    assert vocab.encode("a purple elephant") == [vocab.ids["a"], UNK, UNK]
-    assert vocab.decode([UNK]) == "<unk>"
-    assert vocab.encode("a small blue square", max_length=2) == vocab.encode("a small")
-    assert vocab.encode("   ") == []
+    ids = vocab.to_ids("A small red square.")
+    assert vocab.to_text(ids) == "a small red square"
+    assert vocab.to_ids("a purple elephant") == [vocab.ids["a"], UNK, UNK]
+    assert vocab.to_text([UNK]) == "<unk>"
+    assert vocab.to_ids("a small blue square", max_length=2) == vocab.to_ids("a small")
+    assert vocab.to_ids("   ") == []
 
 
 def test_decode_stops_at_end_and_skips_pad_start():
     vocab = Vocabulary.build(CAPTIONS)
     a, red = vocab.ids["a"], vocab.ids["red"]
-    assert vocab.decode(np.array([START, a, PAD, red, END, a, a])) == "a red"
-    assert vocab.decode([len(vocab) + 5]) == "<unk>"
+    assert vocab.to_text(np.array([START, a, PAD, red, END, a, a])) == "a red"
+    assert vocab.to_text([len(vocab) + 5]) == "<unk>"
 
 
 def test_save_load_and_dict(tmp_path):

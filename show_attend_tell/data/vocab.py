@@ -62,12 +62,12 @@ class Vocabulary:
         """Ids of already tokenised words; unknown words -> ``UNK``."""
         return [self.ids.get(word, UNK) for word in words]
 
-    def encode(self, text: str, max_length: int | None = None) -> list[int]:
+    def to_ids(self, text: str, max_length: int | None = None) -> list[int]:
         """Word ids of ``text`` (no ``<start>``/``<end>``), truncated to ``max_length`` words."""
         ids = self.lookup(tokenize(text))
         return ids if max_length is None else ids[:max_length]
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def to_text(self, ids: Iterable[int]) -> str:
         """Words up to the first ``<end>``, skipping ``<pad>``/``<start>``; ids outside the
         vocabulary read as ``<unk>``."""
         words = []

@@ -427,6 +427,8 @@ def _check_object_store_client(directory) -> None:
     """Orbax lists and deletes steps under ``gs://`` after asking the bucket (with
     google-cloud-storage) whether it has a hierarchical namespace: without that package a run
     would fail at its first listing; say so up front instead."""
+    # Imported here, on gs:// only: a private orbax module, which an orbax release may move;
+    # local runs should not depend on it.
     from orbax.checkpoint._src.path import gcs_utils
 
     try:

@@ -13,9 +13,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np
 
+from show_attend_tell.data import pipeline
+from show_attend_tell.decoding import decode_images
 from show_attend_tell.errors import MissingInput
+from show_attend_tell.evaluation import load_for_inference
 from show_attend_tell.paths import Path, absolute  # noqa: E402
+from show_attend_tell.report_html import write_report
+from show_attend_tell.report_images import export_images
+from show_attend_tell.visualize import attention_overlay
 
 COLUMNS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr",
            "scene_accuracy", "pointing_accuracy")
@@ -97,12 +104,7 @@ def side_by_side_attention(runs: list[dict], out_dir: Path, count: int) -> list[
     """For the first ``count`` test images: one row per run, one panel per word."""
     if count <= 0:
         return []
-    import numpy as np
 
-    from show_attend_tell.data import pipeline
-    from show_attend_tell.decoding import decode_images
-    from show_attend_tell.evaluation import load_for_inference
-    from show_attend_tell.visualize import attention_overlay
 
     rows_per_image: dict[int, list[Path]] = {}
     for run in runs:
@@ -183,8 +185,6 @@ def compare_runs(run_dirs: list[str], out: str = "report", images: int = 3) -> P
 
 def write_html(runs: list[dict], out_dir: Path) -> Path:
     """``<out>/index.html`` and the evaluated test images beside it (``images/``)."""
-    from show_attend_tell.report_html import write_report
-    from show_attend_tell.report_images import export_images
 
     for run in runs:
         run["trained_steps"], run["train_seconds"] = training_summary(run["log"])

@@ -11,14 +11,19 @@ from pathlib import Path
 
 from PIL import Image
 
+from show_attend_tell.config_loading import config_from_args
+from show_attend_tell.data import pipeline
+from show_attend_tell.data.build import build_dataset
+from show_attend_tell.data.vocab import Vocabulary
+from show_attend_tell.evaluation import caption_files, evaluate_checkpoint
+from show_attend_tell.train import train_and_evaluate
+
 WORKDIR = Path("runs/demo")
 DATA_DIR = "data/tfds"
 
 
 def export_test_images(config, count: int, folder: Path) -> list[Path]:
     """The first ``count`` test images as PNG files, to caption like a user's photos."""
-    from show_attend_tell.data import pipeline
-    from show_attend_tell.data.vocab import Vocabulary
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = Vocabulary.load(WORKDIR / "vocab.json", dataset=config.data.name)
@@ -35,10 +40,6 @@ def export_test_images(config, count: int, folder: Path) -> list[Path]:
 
 
 def main() -> None:
-    from show_attend_tell.config_loading import config_from_args
-    from show_attend_tell.data.build import build_dataset
-    from show_attend_tell.evaluation import caption_files, evaluate_checkpoint
-    from show_attend_tell.train import train_and_evaluate
 
     start = time.perf_counter()
     # Sized to fit the 15-minute demo on 2 CPU cores; the full recipe is configs/shapes.py.

@@ -15,6 +15,7 @@ import base64
 import numpy as np
 
 from show_attend_tell.errors import InvalidInput
+from show_attend_tell.grounding import image_grounding
 
 
 def quantise_alphas(alphas: np.ndarray) -> dict:
@@ -48,7 +49,6 @@ def image_record(result: dict) -> dict:
               "attention": quantise_alphas(alphas),
               "locations": [int(v) for v in np.asarray(result["locations"])[:len(words)]]}
     if result.get("objects") is not None:
-        from show_attend_tell.grounding import image_grounding
 
         record["objects"] = [{"size": o["size"], "colour": o["colour"], "shape": o["shape"],
                               "bbox": [round(float(v), 4) for v in o["bbox"]]}

@@ -15,16 +15,24 @@ import time
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from tqdm import tqdm
 
 from show_attend_tell import parallel
+from show_attend_tell.caption_metrics import caption_scores
 from show_attend_tell.checkpoints import CheckpointError, Checkpoints, CorruptCheckpoint
 from show_attend_tell.config_loading import config_from_dict
-from show_attend_tell.data import feature_cache
+from show_attend_tell.data import feature_cache, pipeline
+from show_attend_tell.data.images import load_image_rgb
+from show_attend_tell.data.tokenizer import detokenize
+from show_attend_tell.data.vocab import Vocabulary
+from show_attend_tell.decoding import decode_images
 from show_attend_tell.errors import InvalidInput, MissingInput, OutputExists
 from show_attend_tell.eval_records import image_record
+from show_attend_tell.grounding import grounding_scores, load_objects
 from show_attend_tell.models.captioner import build_captioner
 from show_attend_tell.paths import Path, absolute
 from show_attend_tell.state import TrainState, init_state, make_optimizer
+from show_attend_tell.visualize import attention_overlay
 
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
                 "scene_accuracy", "pointing_accuracy", "attention_mass_in_box")
@@ -48,10 +56,7 @@ def decode_split(model, params, config, vocab, split, mesh, *, beam_size, num_im
                  progress=True) -> list[dict]:
     """Caption every image of ``split`` once; per image: id, words, α ``[T, L]``, locations,
     references and (shapes) ground-truth objects."""
-    from tqdm import tqdm
 
-    from show_attend_tell.data import pipeline
-    from show_attend_tell.decoding import decode_images
 
     parallel.check_batch_divisible(config.eval.batch_size, mesh, "config.eval.batch_size")
     batches = pipeline.eval_batches(
@@ -93,15 +98,12 @@ def decode_split(model, params, config, vocab, split, mesh, *, beam_size, num_im
 
 def score_results(results: list[dict]) -> dict:
     """Caption metrics for every dataset, grounding metrics where objects are known."""
-    from show_attend_tell.caption_metrics import caption_scores
-    from show_attend_tell.data.tokenizer import detokenize
 
     references = {r["image_id"]: r["references"] for r in results}
     # Words are PTB tokens; detokenize gives the text the PTB tokenizer reads back as them.
     candidates = {r["image_id"]: detokenize(r["words"]) for r in results}
     scores = caption_scores(references, candidates)
     if results and results[0]["objects"] is not None:
-        from show_attend_tell.grounding import grounding_scores
 
         scores.update(grounding_scores([
             {"words": r["words"], "alphas": r["alphas"], "objects": r["objects"]}
@@ -166,7 +168,6 @@ def load_chosen(workdir, checkpoint=None, attempts: int = 3):
 
 
 def _restore_for_inference(checkpoints: Checkpoints, step: int, where: str):
-    from show_attend_tell.data.vocab import Vocabulary
 
     meta = checkpoints.restore_meta(step)
     config = config_from_dict(meta["config"])
@@ -201,7 +202,6 @@ def format_table(scores: dict, protocol: str) -> str:
 def attach_objects(results: list[dict], objects_path) -> None:
     """Give each result the ground-truth objects of its image from ``objects_path``
     (:func:`grounding.load_objects`), for datasets that have none of their own."""
-    from show_attend_tell.grounding import load_objects
 
     objects = load_objects(objects_path)
     missing = [r["image_id"] for r in results if r["image_id"] not in objects]
@@ -315,9 +315,6 @@ def overlay_paths(paths, out: Path) -> list[Path]:
 def caption_files(workdir, paths, out=None, beam_size=None, checkpoint=None) -> int:
     """``sat caption``: print a caption per image file and write its attention overlay.
     Unreadable files are reported and skipped; returns how many failed."""
-    from show_attend_tell.data.images import load_image_rgb
-    from show_attend_tell.decoding import decode_images
-    from show_attend_tell.visualize import attention_overlay
 
     config, vocab, model, params, mesh, step, how = load_chosen(workdir, checkpoint)
     print(f"sat caption: checkpoint step {step} ({how})", file=sys.stderr)

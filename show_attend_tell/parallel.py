@@ -9,6 +9,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from show_attend_tell.errors import InvalidInput
@@ -80,7 +81,6 @@ def any_process(flag: bool) -> bool:
     call it at the same point (it is a collective when there are several)."""
     if jax.process_count() == 1:
         return bool(flag)
-    from jax.experimental import multihost_utils
 
     return bool(np.max(multihost_utils.process_allgather(np.int32(bool(flag)))))
 

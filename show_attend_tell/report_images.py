@@ -8,9 +8,11 @@ scenes compress better as PNG, photographs as JPEG; the smaller of the two is ke
 
 import io
 
+import ml_collections
 import tensorflow as tf
 from PIL import Image
 
+from show_attend_tell.data import pipeline
 from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.paths import Path
 
@@ -30,9 +32,7 @@ def export_images(data: dict, split: str, image_ids: list[int], out_dir: Path) -
 
     Returns {image_id: path relative to ``out_dir``}; stops reading once every id is found.
     """
-    import ml_collections
 
-    from show_attend_tell.data import pipeline
 
     # The raw dataset, never a feature cache: the report shows pixels, not annotations.
     data_config = ml_collections.ConfigDict({**data, "feature_cache": ""})

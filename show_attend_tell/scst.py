@@ -23,6 +23,7 @@ sharded over devices and processes, each process scores its own rows with its ow
 and advantages go back to the devices as batch-sharded arrays, so logged means are global.
 """
 
+import time
 from typing import NamedTuple
 
 import jax
@@ -199,7 +200,6 @@ class ScstStep:
         return rewards, greedy
 
     def __call__(self, state, local_batch: dict):
-        import time
 
         start = time.perf_counter()
         images = parallel.global_batch(self.mesh, {"image": local_batch["image"]})["image"]

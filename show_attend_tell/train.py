@@ -19,10 +19,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tensorflow as tf
+from tqdm import tqdm
 
-from show_attend_tell import parallel, warm_start
+from show_attend_tell import parallel, scst, warm_start
 from show_attend_tell.checkpoints import VERIFIED, CheckpointError, Checkpoints, CorruptCheckpoint
 from show_attend_tell.config_loading import ConfigError, config_differences, config_from_dict, config_to_dict
+from show_attend_tell.data import feature_cache, pipeline
+from show_attend_tell.data.references import image_batches
+from show_attend_tell.data.vocab import Vocabulary
 from show_attend_tell.errors import InvalidInput, OutputNotWritable, UserError
 from show_attend_tell.evaluation import evaluate_split
 from show_attend_tell.losses import caption_loss, update_baseline
@@ -176,7 +181,6 @@ class MetricLog:
     def __init__(self, workdir: Path):
         self.enabled = jax.process_index() == 0
         if self.enabled:
-            import tensorflow as tf
 
             self.jsonl = (workdir / "metrics.jsonl").open("a")
             self.writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
@@ -184,7 +188,6 @@ class MetricLog:
     def write(self, step: int, prefix: str, values: dict) -> None:
         if not self.enabled:
             return
-        import tensorflow as tf
 
         scalars = {f"{prefix}/{k}": float(v) for k, v in values.items()
                    if isinstance(v, (int, float, np.floating, np.integer))}
@@ -251,8 +254,6 @@ def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, resume_fro
     """The vocabulary, iterator position, state step and metadata to start from: the latest
     (verified) checkpoint's when there is one (after checking the config matches), a fresh
     one otherwise."""
-    from show_attend_tell.data import pipeline
-    from show_attend_tell.data.vocab import Vocabulary
 
     latest = resume_step(checkpoints, resume_from, workdir)
     if latest is None:
@@ -294,9 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
 
 
 def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) -> TrainState:
-    from tqdm import tqdm
 
-    from show_attend_tell.data import feature_cache, pipeline
 
     mesh = parallel.make_mesh()
     parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
@@ -325,8 +324,6 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
         (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
         vocab.save(workdir / "vocab.json")
     if config.train.objective == "scst":
-        from show_attend_tell import scst
-        from show_attend_tell.data.references import image_batches
 
         step_fn = scst.ScstStep(model, tx, config, mesh, state_shardings,
                                 scst.document_frequency(workdir, config, vocab))

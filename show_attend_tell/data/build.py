@@ -13,6 +13,8 @@ from typing import NamedTuple
 import tensorflow_datasets as tfds
 
 from show_attend_tell.data import coco_captions
+from show_attend_tell.data.karpathy import Karpathy
+from show_attend_tell.data.shapes import Shapes, ShapesConfig
 from show_attend_tell.errors import InvalidInput, MissingInput
 from show_attend_tell.paths import Path
 
@@ -31,7 +33,6 @@ def split_name(name: str, builder_config: str | None) -> tuple[str, str | None]:
 
 
 def _shapes_builder(data_dir, builder_config, options):
-    from show_attend_tell.data.shapes import Shapes, ShapesConfig
 
     unknown = set(options) - set(SHAPES_OPTIONS)
     if unknown:
@@ -50,7 +51,6 @@ def _shapes_builder(data_dir, builder_config, options):
 
 
 def _karpathy_builder(data_dir, builder_config, options):
-    from show_attend_tell.data.karpathy import Karpathy
 
     unknown = set(options) - set(KARPATHY_OPTIONS)
     if unknown:

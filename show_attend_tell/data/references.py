@@ -14,6 +14,7 @@ ones are dropped, as cross-entropy training drops them. An epoch's order is a pu
 
 from collections.abc import Iterator
 
+import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -98,7 +99,6 @@ def image_batches(config: ml_collections.ConfigDict, vocab: Vocabulary, batch_si
                   image_size: int) -> ImageBatches:
     """Endless training batches of images with references: this process's rows of global
     batches of ``batch_size``."""
-    import jax
 
     return ImageBatches(config.data, vocab, batch_size, image_size, config.seed,
                         jax.process_index(), jax.process_count())

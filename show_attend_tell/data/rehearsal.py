@@ -16,6 +16,7 @@ tokens. Objects are named in salience order (large first, then left to right), a
 shapes dataset's default. ``tokens`` hold the project's tokenisation of ``raw``.
 """
 
+import argparse
 import io
 import json
 import math
@@ -24,10 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from show_attend_tell.caption_metrics import caption_scores
 from show_attend_tell.data.shapes.captions import placement, relation, salience_order
 from show_attend_tell.data.shapes.scene import SceneObject, render, sample_objects
 from show_attend_tell.data.vocab import tokenize
 from show_attend_tell.errors import InvalidInput
+from show_attend_tell.grounding import load_objects, scene_correct
 
 SCENE = 64  # px side of the rendered scene, as in the shapes dataset
 PHOTO_SIZES = ((500, 375), (333, 500), (640, 480), (500, 333), (375, 500), (500, 500))
@@ -143,8 +146,6 @@ def blind_baseline(corpus_json, eval_json) -> dict:
     """What the evaluated captions score against the references (and objects) of *another*
     test image, each image paired with the next: a model that ignored its image would score
     about this. Returns BLEU-4, CIDEr and scene accuracy (×100)."""
-    from show_attend_tell.caption_metrics import caption_scores
-    from show_attend_tell.grounding import load_objects, scene_correct
 
     corpus_json = Path(corpus_json)
     references = {entry["imgid"]: [s["raw"] for s in entry["sentences"]]
@@ -162,7 +163,6 @@ def blind_baseline(corpus_json, eval_json) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m show_attend_tell.data.rehearsal CORPUS_JSON EVAL_JSON``: the blind baseline."""
-    import argparse
 
     parser = argparse.ArgumentParser(description=blind_baseline.__doc__.split(":")[0])
     parser.add_argument("corpus_json", help="the rehearsal's dataset_flickr8k.json")

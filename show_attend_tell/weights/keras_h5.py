@@ -10,6 +10,7 @@ reversed.
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from show_attend_tell.errors import MissingInput
@@ -23,7 +24,6 @@ BATCHNORM_NAMES = ("scale", "bias", "mean", "var")  # Keras: gamma, beta, moving
 
 def read_layers(path: str | Path) -> dict[str, list[np.ndarray]]:
     """Layer name -> its weight arrays in Keras order (layers without weights left out)."""
-    import h5py
 
     path = Path(path)
     if not path.is_file():

@@ -25,11 +25,12 @@ def teacher_forced(step, variables, annotations, tokens, use_expected, keys, sca
     return step.apply(variables, annotations, method=run)
 
 
+# Between them the two cases turn every deviation switch of DecoderStep.
 @pytest.mark.parametrize("overrides,annotation_gradients", [
-    ({"attention_mode": "soft", "gate": "vector", "attention_activation": "relu"}, True),
-    ({"attention_mode": "hard", "gate": "none", "deep_output_tanh": True,
+    ({"attention_mode": "soft", "gate": "vector", "attention_activation": "relu",
+      "deep_output_tanh": True}, True),
+    ({"attention_mode": "hard", "gate": "none", "deep_output": False,
       "init_activation": "none"}, False),
-    ({"attention_mode": "hard", "deep_output": False}, True),
 ])
 def test_fused_scan_equals_reference_outputs_and_gradients(overrides, annotation_gradients):
     step = DecoderStep(vocab_size=VOCAB, embed_dim=8, hidden_dim=10, attention_dim=9,

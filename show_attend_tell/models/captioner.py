@@ -44,7 +44,7 @@ class Captioner(nn.Module):
     step_module: DecoderStep
     p_expected: float = 0.5
     expected_switch: str = "image"
-    scan_impl: str = "reference"  # how teacher forcing is scanned (models/decoder_scan.py)
+    scan_impl: str = "fused"  # how teacher forcing is scanned (models/decoder_scan.py)
 
     def encode(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         """uint8 images ``[B, H, W, 3]`` -> annotations ``[B, L, D]`` (§3.1.1)."""
@@ -139,5 +139,5 @@ def build_captioner(model_config, vocab_size: int) -> Captioner:
         step_module=step,
         p_expected=model_config.p_expected,
         expected_switch=model_config.expected_switch,
-        scan_impl=model_config.get("scan_impl", "reference"),
+        scan_impl=model_config.get("scan_impl", "fused"),
     )

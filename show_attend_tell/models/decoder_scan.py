@@ -9,11 +9,11 @@ the embedding's share of the LSTM gates and the deep output with its ``[E, V]`` 
 not feed the next step, so they run once on all T steps as large matmuls. Two ways to take the
 recurrence's gradients (``config.model.scan_impl``):
 
-* ``"reference"``: autodiff of the scan.
-* ``"fused"``: the same scan under a custom VJP that takes the gradients of the LSTM's hidden
-  and context kernels (eq. 1) after the loop, one large matmul each
-  (:func:`_fused_backward`). Equal to the reference up to float rounding
-  (tests/test_decoder_scan.py); docs/performance.md gives what it is worth.
+* ``"fused"`` (default): the scan under a custom VJP that takes the gradients of the LSTM's
+  hidden and context kernels (eq. 1) after the loop, one large matmul each
+  (:func:`_fused_backward`); docs/performance.md gives what it is worth.
+* ``"reference"``: autodiff of the same scan, the plain path to read and to check the fused
+  one against (tests/test_decoder_scan.py: equal outputs and gradients up to float rounding).
 """
 
 import flax.linen as nn
@@ -26,7 +26,7 @@ SCAN_IMPLS = ("reference", "fused")
 
 
 def scan_decoder(step: DecoderStep, carry, tokens, annotations, projected, use_expected,
-                 keys, train, annotation_gradients: bool = True, scan_impl: str = "reference"):
+                 keys, train, annotation_gradients: bool = True, scan_impl: str = "fused"):
     """Teacher-forced decoding, equal to calling ``step`` T times with params shared.
 
     carry (c_0, h_0) ``[N, H]`` each; tokens ``[N, T]`` (y_{t-1} for t = 1..T); a ``[B, L, D]``;

@@ -85,6 +85,9 @@ def paper_config(attention: str) -> ml_collections.ConfigDict:
     config.model.p_expected = 0.5  # hard: probability of the expected context (§4.1)
     config.model.expected_switch = "image"  # that choice per image (§4.1) | batch (Theano)
     config.model.dtype = "float32"  # compute dtype; params stay float32 (not in the paper)
+    # Teacher forcing's backward pass: fused (custom VJP, deferred weight gradients; faster,
+    # docs/performance.md) or reference (plain nn.scan); equal results (not in the paper).
+    config.model.scan_impl = "fused"
 
     config.train = ml_collections.ConfigDict()
     config.train.batch_size = 64  # global minibatch (§4.3)

@@ -166,7 +166,8 @@ def flatten(data: dict, prefix: str = "") -> dict:
 # Keys added after runs were saved, each with the value that does what the code did before it
 # existed: a saved config without one reads as having that value, so old runs still resume.
 ADDED_KEYS = {"model.init_activation": "tanh", "train.objective": "xe", "train.init_from": "",
-              "train.scst.samples": 5, "train.scst.baseline": "greedy"}
+              "train.scst.samples": 5, "train.scst.baseline": "greedy",
+              "model.scan_impl": "fused"}
 
 
 def config_differences(saved: dict, current: dict, ignore: set[str]) -> list[str]:

@@ -9,7 +9,7 @@ b's, as in beam search: an image's annotations are never copied), T steps, L ann
 
 The gradient's log-probabilities are **re-scored** teacher-forced on the sampled tokens by
 :func:`rescore`, not kept from sampling: a ``while_loop`` has no reverse-mode derivative, and
-the scanned decoder with its custom VJP (``scan_decoder``) is the pass training already
+the scanned decoder (``scan_decoder``) is the pass training already
 differentiates efficiently, so the gradient reuses it. Re-scoring gives the same numbers the
 sampler saw, because nothing random differs: dropout is off in both passes (a dropout mask
 drawn only in the re-scoring pass would score a different policy than the one sampled), and
@@ -29,7 +29,7 @@ from flax import struct
 from show_attend_tell.data.vocab import END, PAD, START
 from show_attend_tell.decoding import decode_annotations
 from show_attend_tell.models.captioner import Captioner, DecodeCache, DecoderOutputs
-from show_attend_tell.models.decoder import scan_decoder
+from show_attend_tell.models.decoder_scan import scan_decoder
 from show_attend_tell.models.encoders import annotations_have_gradients
 
 NEG_INF = -jnp.inf
@@ -168,6 +168,7 @@ def rescore(model: Captioner, params, images, tokens, key) -> DecoderOutputs:
         _, steps = scan_decoder(
             module.step_module, carry, inputs, cache.annotations, cache.projected, use_expected,
             keys, False, annotation_gradients=annotations_have_gradients(module.encoder),
+            scan_impl=module.scan_impl,
         )
         return DecoderOutputs(steps=steps, used_expected=use_expected)
 

@@ -75,8 +75,9 @@ def test_scanned_decoder_equals_python_loop_over_step(attention):
     ("soft", "small_convnet"), ("hard", "small_convnet"), ("soft", "precomputed"),
 ])
 def test_scanned_decoder_gradients_equal_python_loop_over_step(attention, encoder):
-    """The scan's custom backward pass (LSTM weight gradients taken after the loop) gives
-    autodiff's gradients of the step-by-step loop, for every parameter and the encoder."""
+    """The scanned decoder (default ``model.scan_impl``) gives autodiff's gradients of the
+    step-by-step loop, for every parameter and the encoder; tests/test_decoder_scan.py holds
+    the other ``scan_impl`` to the same gradients."""
     model = tiny_model(attention=attention, dropout=0.3)
     images, tokens = random_batch()
     if encoder == "precomputed":

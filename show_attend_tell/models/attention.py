@@ -9,6 +9,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from show_attend_tell.errors import InvalidInput
+
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu}
 GATES = ("scalar", "vector", "none")
 
@@ -27,7 +29,7 @@ class AdditiveAttention(nn.Module):
 
     def setup(self):
         if self.activation not in ACTIVATIONS:
-            raise ValueError(
+            raise InvalidInput(
                 f"config.model.attention_activation={self.activation!r}; "
                 f"expected one of {sorted(ACTIVATIONS)}"
             )
@@ -62,7 +64,7 @@ class ContextGate(nn.Module):
     def __call__(self, hidden: jnp.ndarray, annotation_dim: int) -> jnp.ndarray:
         """h_{t-1} ``[B, H]`` -> β_t ``[B, 1]`` (scalar), ``[B, D]`` (vector) or ``[B, 1]`` ones."""
         if self.kind not in GATES:
-            raise ValueError(f"config.model.gate={self.kind!r}; expected one of {list(GATES)}")
+            raise InvalidInput(f"config.model.gate={self.kind!r}; expected one of {list(GATES)}")
         if self.kind == "none":
             return jnp.ones((hidden.shape[0], 1), jnp.float32)
         width = 1 if self.kind == "scalar" else annotation_dim

@@ -7,7 +7,7 @@ Methods (call through ``model.apply(variables, ..., method=Captioner.X)``):
   encode(images)                       -> annotations [B, L, D]
   prepare(annotations)                 -> DecodeCache (annotations, W_a a, initial LSTM state)
   step(cache, carry, tokens, ...)      -> one step, for greedy/beam search
-  decode(annotations, tokens, key)     -> teacher-forced DecoderOutputs (nn.scan over T)
+  decode(annotations, tokens, key)     -> teacher-forced DecoderOutputs (scanned over T)
   __call__(images, tokens, key)        -> encode + decode
 """
 
@@ -17,7 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from show_attend_tell.models.decoder import DecoderStep, StepOutput, scan_decoder
+from show_attend_tell.errors import InvalidInput
+from show_attend_tell.models.decoder import DecoderStep, StepOutput
+from show_attend_tell.models.decoder_scan import scan_decoder
 from show_attend_tell.models.encoders import annotations_have_gradients, build_encoder
 
 EXPECTED_SWITCH = ("image", "batch")
@@ -43,6 +45,7 @@ class Captioner(nn.Module):
     step_module: DecoderStep
     p_expected: float = 0.5
     expected_switch: str = "image"
+    scan_impl: str = "fused"  # how teacher forcing is scanned (models/decoder_scan.py)
 
     def encode(self, images: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         """uint8 images ``[B, H, W, 3]`` -> annotations ``[B, L, D]`` (§3.1.1)."""
@@ -71,7 +74,7 @@ class Captioner(nn.Module):
         """§4.1: with probability p_expected an image (or the whole batch) uses the expected
         context instead of a sample; ``[B]`` bool."""
         if self.expected_switch not in EXPECTED_SWITCH:
-            raise ValueError(
+            raise InvalidInput(
                 f"config.model.expected_switch={self.expected_switch!r}; expected one of "
                 f"{list(EXPECTED_SWITCH)}"
             )
@@ -99,6 +102,7 @@ class Captioner(nn.Module):
             self.step_module, cache.carry, tokens, cache.annotations, cache.projected,
             use_expected, step_keys, train,
             annotation_gradients=annotations_have_gradients(self.encoder),
+            scan_impl=self.scan_impl,
         )
         return DecoderOutputs(steps=steps, used_expected=use_expected)
 
@@ -136,4 +140,5 @@ def build_captioner(model_config, vocab_size: int) -> Captioner:
         step_module=step,
         p_expected=model_config.p_expected,
         expected_switch=model_config.expected_switch,
+        scan_impl=model_config.get("scan_impl", "fused"),
     )

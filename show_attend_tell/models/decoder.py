@@ -1,17 +1,17 @@
-"""The LSTM decoder (paper §3.1.2): one attend–gate–LSTM–deep-output step, scanned over time.
+"""The LSTM decoder (paper §3.1.2): one attend–gate–LSTM–deep-output step.
 
 Shape letters: B batch, T caption steps, L annotations, D annotation dimension, A attention
-dimension, E embedding dimension, H LSTM hidden size, V vocabulary size.
+dimension, E embedding dimension, H LSTM hidden size, V vocabulary size; N = B·K rows when
+search keeps K hypotheses per image.
 
-The same :class:`DecoderStep` serves teacher forcing (:func:`scan_decoder`) and search (one
-call per step), so every equation exists once. Only the recurrence (attention, gate, LSTM:
-:meth:`DecoderStep.recur`) runs under the scan; whatever does not feed the next step — the
-embedding's share of the LSTM gates and the whole deep output with its ``[E, V]`` projection —
-runs once on all T steps as large matmuls, which is where the train step's FLOPs go. The
-same holds for two weight gradients of the recurrence (see :func:`_recurrence_backward`).
-Randomness is explicit: each step takes its own PRNG key (or ``None`` for a deterministic
-step), which makes the scan and a Python loop over the step bit-for-bit comparable and lets a
-resumed run draw exactly the same numbers.
+The same :class:`DecoderStep` serves teacher forcing (scanned over time by
+:mod:`show_attend_tell.models.decoder_scan`) and search (one call per step), so every equation
+exists once. The step is split where the scan needs it: :meth:`DecoderStep.recur` (attention,
+gate, LSTM) is everything the next step depends on; :meth:`DecoderStep.embed_inputs` and
+:meth:`DecoderStep.deep_output_logits` do not feed the recurrence, so teacher forcing runs them
+once on all T steps. Randomness is explicit: each step takes its own PRNG key (or ``None`` for
+a deterministic step), which makes the scan and a Python loop over the step bit-for-bit
+comparable and lets a resumed run draw exactly the same numbers.
 """
 
 from typing import NamedTuple
@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from show_attend_tell.errors import InvalidInput
 from show_attend_tell.models.attention import (
     AdditiveAttention,
     ContextGate,
@@ -76,6 +77,19 @@ def dropout(x: jnp.ndarray, rate: float, key) -> jnp.ndarray:
     return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
 
 
+def lstm_cell(gates: jnp.ndarray, cell: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Eq. 1–3: the LSTM update from the gates' pre-activations.
+
+    gates ``[N, 4H]``: eq. 1's affine map T of ``[E y_{t-1}; h_{t-1}; ẑ_t]``, in
+    the order input, forget, candidate, output (i, f, g, o); c_{t-1} ``[N, H]`` ->
+    (c_t, h_t), each ``[N, H]``, with ``c_t = f ⊙ c_{t-1} + i ⊙ g`` (eq. 2) and
+    ``h_t = o ⊙ tanh(c_t)`` (eq. 3), where i, f, o pass through σ and g through tanh (eq. 1).
+    """
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    cell = nn.sigmoid(f) * cell + nn.sigmoid(i) * jnp.tanh(g)
+    return cell, nn.sigmoid(o) * jnp.tanh(cell)
+
+
 class DecoderStep(nn.Module):
     """One step of eq. 1–3, 4–6 and 7 (deep output).
 
@@ -98,12 +112,12 @@ class DecoderStep(nn.Module):
 
     def setup(self):
         if self.attention_mode not in ATTENTION_MODES:
-            raise ValueError(
+            raise InvalidInput(
                 f"config.model.attention={self.attention_mode!r}; expected one of "
                 f"{list(ATTENTION_MODES)}"
             )
         if self.init_activation not in INIT_ACTIVATIONS:
-            raise ValueError(
+            raise InvalidInput(
                 f"config.model.init_activation={self.init_activation!r}; expected one of "
                 f"{list(INIT_ACTIVATIONS)}"
             )
@@ -170,9 +184,7 @@ class DecoderStep(nn.Module):
         beta = self.context_gate(hidden, annotations.shape[-1])
         gated = (beta.astype(context.dtype) * context).astype(self.dtype)
         gates = embedded_gates + self.lstm_hidden(hidden) + self.lstm_context(gated)
-        i, f, g, o = jnp.split(gates, 4, axis=-1)
-        cell = nn.sigmoid(f) * cell + nn.sigmoid(i) * jnp.tanh(g)
-        new_hidden = nn.sigmoid(o) * jnp.tanh(cell)
+        cell, new_hidden = lstm_cell(gates, cell)
         location_log_prob = jnp.log(
             jnp.maximum(jnp.take_along_axis(alpha, location[:, None], axis=1)[:, 0], 1e-30)
         )
@@ -230,117 +242,7 @@ class DecoderStep(nn.Module):
 
 
 def step_output(logits, rec: Recurrence) -> StepOutput:
+    """A step's logits ``[..., V]`` and its :class:`Recurrence` -> :class:`StepOutput`."""
     return StepOutput(logits=logits, alpha=rec.alpha, beta=rec.beta, location=rec.location,
                       location_log_prob=rec.location_log_prob, entropy=rec.entropy,
                       context=rec.context)
-
-
-def scan_decoder(step: DecoderStep, carry, tokens, annotations, projected, use_expected,
-                 keys, train, annotation_gradients: bool = True):
-    """Teacher-forced decoding: ``step.recur`` scanned over time (params shared across steps),
-    the rest of the step on all T steps at once; equal to calling ``step`` T times.
-
-    tokens ``[B, T]`` (y_{t-1} for t = 1..T), keys ``[T]`` or None -> :class:`StepOutput`
-    with a time axis after the batch axis (logits ``[B, T, V]``, alpha ``[B, T, L]``, ...).
-    ``annotation_gradients=False`` (frozen or precomputed annotations) spares the backward
-    pass ∂loss/∂a, a ``[B, L, D]`` outer product per step.
-    """
-    if keys is None:
-        sample_keys = dropout_keys = None
-    else:
-        sample_keys, dropout_keys = jax.vmap(split_step_key)(keys)
-    embedded, embedded_gates = step.embed_inputs(tokens.T)
-    scan_recurrence = _recurrence_with_deferred_gradients(annotation_gradients)
-    carry, rec = scan_recurrence(step, carry, embedded_gates, sample_keys, annotations,
-                                 projected, use_expected)
-    logits = step.deep_output_logits(embedded, rec.hidden, rec.gated, dropout_keys, train)
-    outputs = step_output(logits, rec)
-    return carry, jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outputs)
-
-
-def _recur_body(module, carry, inputs, annotations, projected, use_expected):
-    embedded_gates, sample_key = inputs
-    return module.recur(carry, embedded_gates, annotations, projected, use_expected, sample_key)
-
-
-def _scanned_recurrence(module, carry, embedded_gates, sample_keys, annotations, projected,
-                        use_expected):
-    """:meth:`DecoderStep.recur` scanned over T steps: embedded_gates ``[T, N, 4H]``, sample
-    keys ``[T]`` or None -> (final carry, :class:`Recurrence` with a leading T axis)."""
-    # Under the scan, autodiff would store act(W_a a + W_h h) ``[B, L, A]`` for every step (a
-    # [T, B, L, A] buffer, the largest of the step); saving only matmul outputs and recomputing
-    # the elementwise work in the backward pass is cheaper.
-    body = nn.remat(_recur_body, policy=jax.checkpoint_policies.dots_saveable,
-                    prevent_cse=False)
-    scanned = nn.scan(
-        body,
-        variable_broadcast="params",
-        split_rngs={"params": False},
-        in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
-        out_axes=0,
-    )
-    return scanned(module, carry, (embedded_gates, sample_keys), annotations, projected,
-                   use_expected)
-
-
-# The LSTM's per-step weights whose gradients are taken after the scan, each with what it
-# multiplies at every step, from the initial carry and the scan's Recurrence: both products
-# add into the gates.
-_DEFERRED_KERNEL_INPUTS = {
-    "lstm_context": lambda carry, rec: rec.gated,  # ẑ_t [T, N, D]
-    "lstm_hidden": lambda carry, rec: jnp.concatenate([carry[1][None], rec.hidden[:-1]]),  # h_{t-1}
-}
-
-
-def _stop_deferred_kernel_gradients(variables):
-    params = dict(variables["params"])
-    for name in _DEFERRED_KERNEL_INPUTS:
-        params[name] = {**params[name], "kernel": jax.lax.stop_gradient(params[name]["kernel"])}
-    return {**variables, "params": params}
-
-
-def _recurrence_with_deferred_gradients(annotation_gradients: bool):
-    """:func:`_scanned_recurrence` with the backward pass of :func:`_recurrence_backward`;
-    without ``annotation_gradients`` the annotations are constants of the backward pass."""
-
-    def recurrence(module, carry, embedded_gates, sample_keys, annotations, projected,
-                   use_expected):
-        if not annotation_gradients:
-            annotations = jax.lax.stop_gradient(annotations)
-        return _scanned_recurrence(module, carry, embedded_gates, sample_keys, annotations,
-                                   projected, use_expected)
-
-    without_deferred_gradients = nn.map_variables(
-        recurrence, "params", trans_in_fn=_stop_deferred_kernel_gradients
-    )
-
-    def forward(module, carry, *inputs):
-        outputs, vjp = nn.vjp(without_deferred_gradients, module, carry, *inputs)
-        _, rec = outputs
-        kernel_inputs = {name: inputs_of(carry, rec)
-                         for name, inputs_of in _DEFERRED_KERNEL_INPUTS.items()}
-        return outputs, (vjp, kernel_inputs)
-
-    return nn.custom_vjp(recurrence, forward_fn=forward, backward_fn=_recurrence_backward)
-
-
-def _recurrence_backward(residuals, cotangents):
-    """The scan's backward pass without the per-step gradients of the LSTM's context and
-    hidden weights (eq. 1), which follow from the gates' cotangents afterwards.
-
-    Autodiff of the scan would add ``x_tᵀ g_t`` (g_t = ∂loss/∂gates_t ``[N, 4H]``) into a
-    ``[D, 4H]`` accumulator at every step: 22 skinny matmuls and 22 read-modify-writes of the
-    16 MB ``[2048, 2048]`` weight at paper scale. ``embedded_gates`` adds into the same gates,
-    so its cotangent ``[T, N, 4H]`` *is* g, and each weight's gradient is one ``[·, T·N] ×
-    [T·N, 4H]`` matmul.
-    """
-    vjp, kernel_inputs = residuals
-    variables_t, *inputs_t = vjp(cotangents)
-    _, gates_t, *_ = inputs_t  # cotangents of (carry, embedded_gates, ...)
-    params = dict(variables_t["params"])
-    for name, x in kernel_inputs.items():
-        kernel = params[name]["kernel"]
-        deferred = jnp.einsum("tnx,tng->xg", x, gates_t, preferred_element_type=kernel.dtype)
-        params[name] = {**params[name], "kernel": kernel + deferred}
-    return ({**variables_t, "params": params}, *inputs_t)
-

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from show_attend_tell.errors import InvalidInput
+
 _ENCODERS: dict[str, type[nn.Module]] = {}
 
 
@@ -35,7 +37,7 @@ def encoder_names() -> list[str]:
 def get_encoder_class(name: str) -> type[nn.Module]:
     """The registered encoder class; unknown names fail listing the known ones."""
     if name not in _ENCODERS:
-        raise ValueError(
+        raise InvalidInput(
             f"config.model.encoder.name={name!r} is not a known encoder; "
             f"expected one of {encoder_names()}"
         )

@@ -37,7 +37,7 @@ def decoder_variables(model, seed, batch=4, vocab=VOCAB):
     rng = np.random.default_rng(seed)
     annotations = jnp.asarray(rng.normal(size=(batch, L, D)), jnp.float32)
     tokens = jnp.ones((batch, 2), jnp.int32)
-    variables = model.init(jax.random.key(seed), annotations, tokens, method=Captioner.decode)
+    variables = model.init(jax.random.key(seed), annotations, tokens, method=Captioner.teacher_force)
     # Sharpen the output layer so that hypotheses are far from ties.
     params = jax.tree.map(lambda x: x, variables["params"])
     output = params["step_module"]["output"]
@@ -48,7 +48,7 @@ def decoder_variables(model, seed, batch=4, vocab=VOCAB):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _teacher_forced_log_probs(model, variables, annotations, inputs):
-    logits = model.apply(variables, annotations, inputs, method=Captioner.decode).steps.logits
+    logits = model.apply(variables, annotations, inputs, method=Captioner.teacher_force).steps.logits
     return jax.nn.log_softmax(logits, axis=-1)
 
 

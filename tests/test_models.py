@@ -144,7 +144,7 @@ def test_hard_sampling_picks_one_annotation_with_alpha_frequencies():
 
     def sample(key):
         return model.apply(variables, annotations, tokens, key=key, train=False,
-                           method=Captioner.decode)
+                           method=Captioner.teacher_force)
 
     outs = jax.vmap(sample)(jax.random.split(jax.random.key(3), 4000))
     assert not bool(outs.used_expected.any())
@@ -284,7 +284,7 @@ def test_sgrvinod_mode_equals_a_numpy_forward_pass(init_activation):
     images, tokens = random_batch(batch=3, length=2)
     variables = init(model, images, tokens)
     annotations = model.apply(variables, images, method=Captioner.encode)
-    scanned = model.apply(variables, annotations, tokens, method=Captioner.decode).steps.logits
+    scanned = model.apply(variables, annotations, tokens, method=Captioner.teacher_force).steps.logits
     cache = model.apply(variables, annotations, method=Captioner.prepare)
     _, step = model.apply(variables, cache, cache.carry, tokens[:, 0], method=Captioner.step)
     expected = numpy_first_step(variables["params"], annotations, np.asarray(tokens[:, 0]),

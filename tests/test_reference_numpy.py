@@ -41,7 +41,7 @@ def inputs(seed=0):
 def random_variables(model, seed=0):
     """Variables with every leaf random (Flax zero-initialises biases, which would hide them)."""
     annotations, tokens = inputs()
-    shapes = jax.eval_shape(functools.partial(model.init, method=Captioner.decode),
+    shapes = jax.eval_shape(functools.partial(model.init, method=Captioner.teacher_force),
                             jax.random.key(seed), annotations, tokens[:, :2])
     leaves, tree = jax.tree.flatten(shapes["params"])
     rng = np.random.default_rng(seed + 1)
@@ -124,7 +124,7 @@ def test_teacher_forced_pass_and_step_equal_numpy(switches):
     model = model_for(**switches)
     variables = random_variables(model)
     annotations, tokens = inputs()
-    out = model.apply(variables, annotations, tokens, method=Captioner.decode).steps
+    out = model.apply(variables, annotations, tokens, method=Captioner.teacher_force).steps
     logits, alpha, beta = numpy_decoder(variables["params"], annotations, tokens, switches)
     np.testing.assert_allclose(out.logits, logits, rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(out.alpha, alpha, rtol=2e-4, atol=1e-5)
@@ -147,7 +147,7 @@ def test_hard_attention_sample_feeds_the_sampled_annotation():
     model = model_for(attention="hard", p_expected=0.0)
     variables = random_variables(model)
     annotations, tokens = inputs()
-    out = model.apply(variables, annotations, tokens, key=jax.random.key(3), method=Captioner.decode)
+    out = model.apply(variables, annotations, tokens, key=jax.random.key(3), method=Captioner.teacher_force)
     assert not bool(out.used_expected.any())
     locations = np.asarray(out.steps.location)
     logits, alpha, _ = numpy_decoder(variables["params"], annotations, tokens,
@@ -167,13 +167,13 @@ def test_teacher_forcing_is_causal():
     model = model_for()
     variables = random_variables(model)
     annotations, tokens = inputs()
-    base = np.asarray(model.apply(variables, annotations, tokens, method=Captioner.decode)
+    base = np.asarray(model.apply(variables, annotations, tokens, method=Captioner.teacher_force)
                       .steps.logits)
     for t in range(T - 1):
         changed = tokens.copy()
         changed[:, t + 1:] = tokens[:, t + 1:] % (VOCAB - 1) + 1  # 1..V-1, shifted by one
         assert (changed[:, t + 1:] != tokens[:, t + 1:]).all()
-        out = np.asarray(model.apply(variables, annotations, changed, method=Captioner.decode)
+        out = np.asarray(model.apply(variables, annotations, changed, method=Captioner.teacher_force)
                          .steps.logits)
         np.testing.assert_array_equal(out[:, : t + 1], base[:, : t + 1])
         assert np.abs(out[:, t + 1] - base[:, t + 1]).max() > 1e-3

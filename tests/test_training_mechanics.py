@@ -33,7 +33,7 @@ def test_train_step_loss_is_the_shifted_teacher_forced_nll_over_real_targets():
     config.train.doubly_stochastic_weight = 0.0
     model = build_captioner(config.model, VOCAB)
     annotations = np.random.default_rng(0).normal(size=(3, L, D)).astype(np.float32)
-    variables = jax.jit(functools.partial(model.init, method=Captioner.decode))(
+    variables = jax.jit(functools.partial(model.init, method=Captioner.teacher_force))(
         jax.random.key(0), annotations, TOKENS[:, :2])
     params = jax.tree.map(
         lambda x: jnp.asarray(np.random.default_rng(1).normal(scale=0.5, size=x.shape), x.dtype),
@@ -44,7 +44,7 @@ def test_train_step_loss_is_the_shifted_teacher_forced_nll_over_real_targets():
     step = jax.jit(lambda state, batch: train_step(model, tx, config.train, state, batch))
     _, metrics = step(state, {"image": annotations, "tokens": TOKENS})
     # Reference: logits for the inputs alone (no target in sight), scored by hand.
-    decode = jax.jit(functools.partial(model.apply, method=Captioner.decode))
+    decode = jax.jit(functools.partial(model.apply, method=Captioner.teacher_force))
     logits = np.asarray(decode({"params": params}, annotations, TOKENS[:, :-1]).steps.logits,
                         np.float64)
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))

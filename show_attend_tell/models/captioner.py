@@ -83,8 +83,8 @@ class Captioner(nn.Module):
         shape = (batch,) if self.expected_switch == "image" else (1,)
         return jnp.broadcast_to(jax.random.bernoulli(key, self.p_expected, shape), (batch,))
 
-    def decode(self, annotations: jnp.ndarray, tokens: jnp.ndarray, key=None,
-               train: bool = False) -> DecoderOutputs:
+    def teacher_force(self, annotations: jnp.ndarray, tokens: jnp.ndarray, key=None,
+                      train: bool = False) -> DecoderOutputs:
         """Teacher forcing: annotations ``[B, L, D]``, inputs y_{0..T-1} ``[B, T]`` -> outputs.
 
         ``key`` drives dropout, hard-attention sampling and the expected-context switch; None
@@ -107,11 +107,11 @@ class Captioner(nn.Module):
         return DecoderOutputs(steps=steps, used_expected=use_expected)
 
     def __call__(self, images, tokens, key=None, train: bool = False) -> DecoderOutputs:
-        return self.decode(self.encode(images, train=train), tokens, key=key, train=train)
+        return self.teacher_force(self.encode(images, train=train), tokens, key=key, train=train)
 
 
 def step_keys_for(key, length: int):
-    """The per-step keys :meth:`Captioner.decode` uses, for step-by-step replays."""
+    """The per-step keys :meth:`Captioner.teacher_force` uses, for step-by-step replays."""
     switch_key, scan_key = jax.random.split(key)
     return switch_key, jax.random.split(scan_key, length)
 

@@ -23,8 +23,8 @@ from etils.epath import gpath
 from orbax.checkpoint._src.path import gcs_utils
 from orbax.checkpoint._src.serialization import tensorstore_utils
 from PIL import Image
+from test_train_loop import tiny_config  # the same tiny run as the resume tests
 
-from configs.shapes import get_config
 from show_attend_tell import paths
 from show_attend_tell.checkpoints import COMMIT_MARKER, Checkpoints
 from show_attend_tell.cli import main
@@ -135,19 +135,6 @@ def events_writer(bucket, monkeypatch):
 
     monkeypatch.setattr(tf.summary, "create_file_writer", redirected)
     return logdirs
-
-
-def tiny_config(data_dir, **train):
-    config = get_config("smoke_hard")
-    config.data.data_dir = str(data_dir)
-    config.data.builder_config = "tiny"
-    config.data.bucket_boundaries = (24,)
-    config.train.schedule = "constant"
-    config.train.eval_every = 0
-    config.train.log_every = 1
-    for key, value in train.items():
-        config.train[key] = value
-    return config
 
 
 def test_paths_keep_uris_and_anchor_local_paths(tmp_path, monkeypatch):

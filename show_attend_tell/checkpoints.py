@@ -396,6 +396,13 @@ class Checkpoints:
         return restored["state"]
 
     def close(self) -> None:
+        # Opening a manager starts removing temporary folders of killed saves in a thread, and
+        # orbax's close() does not wait for it (its save() does): a run that fails right after
+        # opening (e.g. its dataset is not built) exited under that thread, which then printed
+        # "cannot schedule new futures after interpreter shutdown" with a traceback.
+        cleanup = getattr(self.manager, "_cleanup_tmp_directory_future", None)
+        if cleanup is not None:
+            cleanup.result()
         self.manager.close()
 
 

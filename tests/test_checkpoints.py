@@ -110,3 +110,25 @@ def test_default_choice_is_the_best_validated_step_else_the_latest(tmp_path):
     assert reader.choose("best") == (2, "best (--checkpoint)")
     assert reader.choose("latest") == (4, "latest (--checkpoint)")
     assert reader.choose("3") == (3, "given step")
+
+
+def test_close_waits_for_orbax_clean_up_of_killed_saves(tmp_path, monkeypatch):
+    """Opening starts removing a killed save's temporary folders in a background thread; a run
+    that fails at once (dataset not built) closes right away, and if close() left that thread
+    running the interpreter exited under it, printing a traceback."""
+    import asyncio
+
+    from orbax.checkpoint._src.path import temporary_paths
+
+    original = temporary_paths.all_temporary_paths
+
+    async def slow(*args, **kwargs):
+        await asyncio.sleep(1.0)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(temporary_paths, "all_temporary_paths", slow)
+    checkpoints = Checkpoints(tmp_path / "run")
+    cleanup = checkpoints.manager._cleanup_tmp_directory_future  # noqa: SLF001
+    assert cleanup is not None
+    checkpoints.close()
+    assert not cleanup._t.is_alive()  # noqa: SLF001

@@ -28,7 +28,7 @@ lint: $(TESTS)
 # Two workers (one per core): compiling and Python overheads dominate the suite, so it gains
 # even on 2 cores; --dist loadfile keeps each file's fixtures in one worker.
 test: $(TESTS) lint
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 demo: $(BASE)
 	$(PY) -m show_attend_tell.demo

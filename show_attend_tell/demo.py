@@ -40,7 +40,6 @@ def export_test_images(config, count: int, folder: Path) -> list[Path]:
 
 
 def main() -> None:
-
     start = time.perf_counter()
     # Sized to fit the 15-minute demo on 2 CPU cores; the full recipe is configs/shapes.py.
     config = config_from_args("configs/shapes.py:soft", [

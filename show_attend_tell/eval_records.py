@@ -49,7 +49,6 @@ def image_record(result: dict) -> dict:
               "attention": quantise_alphas(alphas),
               "locations": [int(v) for v in np.asarray(result["locations"])[:len(words)]]}
     if result.get("objects") is not None:
-
         record["objects"] = [{"size": o["size"], "colour": o["colour"], "shape": o["shape"],
                               "bbox": [round(float(v), 4) for v in o["bbox"]]}
                              for o in result["objects"]]

@@ -104,7 +104,6 @@ def score_results(results: list[dict]) -> dict:
     candidates = {r["image_id"]: detokenize(r["words"]) for r in results}
     scores = caption_scores(references, candidates)
     if results and results[0]["objects"] is not None:
-
         scores.update(grounding_scores([
             {"words": r["words"], "alphas": r["alphas"], "objects": r["objects"]}
             for r in results
@@ -168,7 +167,6 @@ def load_chosen(workdir, checkpoint=None, attempts: int = 3):
 
 
 def _restore_for_inference(checkpoints: Checkpoints, step: int, where: str):
-
     meta = checkpoints.restore_meta(step)
     config = config_from_dict(meta["config"])
     vocab = Vocabulary.from_dict(meta["vocabulary"], where=where,

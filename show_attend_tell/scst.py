@@ -200,7 +200,6 @@ class ScstStep:
         return rewards, greedy
 
     def __call__(self, state, local_batch: dict):
-
         start = time.perf_counter()
         images = parallel.global_batch(self.mesh, {"image": local_batch["image"]})["image"]
         samples = self._sample(state, images)

@@ -181,7 +181,6 @@ class MetricLog:
     def __init__(self, workdir: Path):
         self.enabled = jax.process_index() == 0
         if self.enabled:
-
             self.jsonl = (workdir / "metrics.jsonl").open("a")
             self.writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
 
@@ -295,8 +294,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
 
 
 def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) -> TrainState:
-
-
     mesh = parallel.make_mesh()
     parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
     if config.train.eval_every:  # validation would find it only at its first run, hours in
@@ -324,7 +321,6 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
         (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
         vocab.save(workdir / "vocab.json")
     if config.train.objective == "scst":
-
         step_fn = scst.ScstStep(model, tx, config, mesh, state_shardings,
                                 scst.document_frequency(workdir, config, vocab))
         batches = image_batches(config, vocab, config.train.batch_size, image_size)

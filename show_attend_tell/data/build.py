@@ -33,7 +33,6 @@ def split_name(name: str, builder_config: str | None) -> tuple[str, str | None]:
 
 
 def _shapes_builder(data_dir, builder_config, options):
-
     unknown = set(options) - set(SHAPES_OPTIONS)
     if unknown:
         raise InvalidInput(f"shapes: unknown options {sorted(unknown)}; expected {SHAPES_OPTIONS}")
@@ -51,7 +50,6 @@ def _shapes_builder(data_dir, builder_config, options):
 
 
 def _karpathy_builder(data_dir, builder_config, options):
-
     unknown = set(options) - set(KARPATHY_OPTIONS)
     if unknown:
         raise InvalidInput(f"karpathy: unknown options {sorted(unknown)}; expected {KARPATHY_OPTIONS}")

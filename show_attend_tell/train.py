@@ -1,16 +1,14 @@
 """Training: one sharded step for soft and hard attention, and the loop around it.
 
-Read top to bottom: state → optimizer → step → sharded set-up → loop (resume, log,
-validate, checkpoint, stop on signal). Shape letters: B global batch, T caption steps.
+Read top to bottom: config checks → step → sharded set-up → loop (log, validate, checkpoint,
+stop on signal). Where a run starts (resume, config match) is in ``resume.py``; the signal,
+workdir probe and metric log around the loop in ``run_utils.py``; the train state and optimizer
+in ``state.py``. Shape letters: B global batch, T caption steps.
 """
 
 import contextlib
 import json
 import math
-import os
-import signal
-import socket
-import sys
 import time
 from collections.abc import Callable
 
@@ -19,31 +17,24 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tensorflow as tf
 from tqdm import tqdm
 
 from show_attend_tell import parallel, scst, warm_start
-from show_attend_tell.checkpoints import VERIFIED, CheckpointError, Checkpoints, CorruptCheckpoint
-from show_attend_tell.config_loading import ConfigError, config_differences, config_from_dict, config_to_dict
+from show_attend_tell.checkpoints import VERIFIED, Checkpoints
+from show_attend_tell.config_loading import ConfigError, config_to_dict
 from show_attend_tell.data import feature_cache, pipeline
 from show_attend_tell.data.references import image_batches
-from show_attend_tell.data.vocab import Vocabulary
-from show_attend_tell.errors import InvalidInput, OutputNotWritable, UserError
+from show_attend_tell.errors import UserError
 from show_attend_tell.evaluation import evaluate_split
 from show_attend_tell.losses import caption_loss, update_baseline
 from show_attend_tell.models.captioner import Captioner, build_captioner
 from show_attend_tell.paths import Path
-from show_attend_tell.state import TrainState, learning_rate_schedule, make_optimizer, sharded_state
+from show_attend_tell.resume import early_stopping_state, restore_or_start
+from show_attend_tell.run_utils import MetricLog, StopSignal, check_workdir_writable
+from show_attend_tell.state import TrainState, make_optimizer, sharded_state
 from show_attend_tell.weights.pretrained import with_pretrained_encoder
 from show_attend_tell.workdir_lock import WorkdirLock
 
-# Keys that only say how long or how verbosely to run, or where data lives: a resumed run may
-# change them; any other difference from the saved config is an error.
-RUN_LENGTH_KEYS = {
-    "train.steps", "train.log_every", "train.checkpoint_every", "train.eval_every",
-    "train.patience", "train.keep_checkpoints", "data.data_dir", "data.num_val_images",
-    "eval.batch_size",
-}
 OBJECTIVES = ("xe", "scst")
 
 
@@ -134,145 +125,6 @@ def compile_train_step(model, tx, train_config, mesh, state_shardings) -> Callab
 
 
 # ---------------------------------------------------------------- the loop
-
-
-class StopSignal:
-    """First SIGTERM/SIGINT: ask the loop to checkpoint and exit; second: exit at once
-    (orbax renames a step into place only when complete, so nothing half-written remains).
-    ``requested`` is this process's own; the loop acts on it once all processes agree
-    (:func:`parallel.any_process`), so the one collective save starts at the same step
-    everywhere even when only one process got the signal."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise SystemExit(128 + signum)
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def check_workdir_writable(workdir: Path) -> None:
-    """Create ``workdir`` and write and remove a probe file in it. Each process of a job
-    probes under its own name: on storage the processes share, one name would let a process
-    remove another's probe between its write and its removal."""
-    probe = workdir / f".write_test-{jax.process_index()}-{socket.gethostname()}-{os.getpid()}"
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as error:
-        raise OutputNotWritable(f"workdir {workdir} is not writable: {error.strerror or error}") from error
-
-
-class MetricLog:
-    """metrics.jsonl and TensorBoard events, written by the main process only."""
-
-    def __init__(self, workdir: Path):
-        self.enabled = jax.process_index() == 0
-        if self.enabled:
-            self.jsonl = (workdir / "metrics.jsonl").open("a")
-            self.writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
-
-    def write(self, step: int, prefix: str, values: dict) -> None:
-        if not self.enabled:
-            return
-
-        scalars = {f"{prefix}/{k}": float(v) for k, v in values.items()
-                   if isinstance(v, (int, float, np.floating, np.integer))}
-        self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-        self.jsonl.flush()
-        with self.writer.as_default(step=step):
-            for name, value in scalars.items():
-                tf.summary.scalar(name, value)
-        self.writer.flush()
-
-    def close(self):
-        if self.enabled:
-            self.jsonl.close()
-            self.writer.close()
-
-
-def resume_step(checkpoints: Checkpoints, resume_from: str, workdir: Path) -> int | None:
-    """The step to resume from: the latest, verified against its digest. A step that fails
-    verification stops the run naming the file, unless ``resume_from == 'verified'``: then the
-    newest verified step is used and the steps after it are moved to ``checkpoints/.corrupt/``
-    (kept, never deleted), with a warning."""
-    if resume_from not in ("latest", "verified"):
-        raise InvalidInput(f"--resume_from={resume_from!r}: expected latest or verified")
-    latest = checkpoints.latest_step()
-    if latest is None:
-        return None
-    try:
-        checkpoints.verify(latest)
-        return latest
-    except CorruptCheckpoint as error:
-        newest = error.newest_verified
-        if newest is None:
-            raise CheckpointError(f"{workdir}: {error}; start again with a new --workdir") from None
-        if resume_from != "verified":
-            raise CheckpointError(
-                f"{workdir}: {error}; pass --resume_from=verified to resume from step {newest} "
-                f"(later steps are moved to {checkpoints.directory / '.corrupt'})") from None
-    later = [step for step in checkpoints.steps() if step > newest]
-    moved = checkpoints.move_aside(later)
-    print(f"WARNING: resuming from step {newest}, the newest that verifies; steps {later} "
-          f"(failing verification or saved after it) were moved to {moved}", file=sys.stderr)
-    return newest
-
-
-def schedule_change(saved_config: dict, config, start: int) -> str | None:
-    """How a changed ``train.steps`` would move the learning rate from ``start`` on (under a
-    cosine schedule it sets the decay horizon), or None when it would not."""
-    saved = config_from_dict(saved_config).train
-    if saved.steps == config.train.steps:
-        return None
-    steps = np.arange(start, min(saved.steps, config.train.steps) + 1)
-    before = np.asarray(learning_rate_schedule(saved)(steps))
-    after = np.asarray(learning_rate_schedule(config.train)(steps))
-    moved = np.flatnonzero(before != after)
-    if not len(moved):
-        return None
-    at = moved[0]
-    return (f"train.steps {saved.steps} -> {config.train.steps} would move the "
-            f"{config.train.schedule} learning rate (step {steps[at]}: {before[at]:.3g} -> "
-            f"{after[at]:.3g}); keep train.steps={saved.steps} or use a new --workdir")
-
-
-def restore_or_start(config, workdir: Path, checkpoints: Checkpoints, resume_from="latest"):
-    """The vocabulary, iterator position, state step and metadata to start from: the latest
-    (verified) checkpoint's when there is one (after checking the config matches), a fresh
-    one otherwise."""
-
-    latest = resume_step(checkpoints, resume_from, workdir)
-    if latest is None:
-        if config.train.init_from:  # the source run's vocabulary: its output layer is tied to it
-            return warm_start.source_vocabulary(config.train.init_from), None, None, {}
-        vocab = pipeline.build_vocabulary(config)
-        return vocab, None, None, {}
-    meta = checkpoints.restore_meta(latest)
-    differences = config_differences(meta["config"], config_to_dict(config), RUN_LENGTH_KEYS)
-    if differences:
-        raise CheckpointError(
-            f"{workdir}: the saved config differs from this run's ({'; '.join(differences)}); "
-            "use a new --workdir or the saved config"
-        )
-    moved = schedule_change(meta["config"], config, latest)
-    if moved:
-        raise CheckpointError(f"{workdir}: {moved}")
-    vocab = Vocabulary.from_dict(meta["vocabulary"], where=f"{workdir}: checkpoint {latest}",
-                                 dataset=config.data.name)
-    return vocab, meta.get("data_iterator"), latest, meta
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
@@ -407,19 +259,6 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
     if stopped_at is not None:
         raise TrainingStopped(stopped_at, state)
     return state
-
-
-def early_stopping_state(saved_meta: dict, checkpoints: Checkpoints, metric: str):
-    """(best validation value so far, evaluations since it) from the resumed step's metadata;
-    checkpoints saved before this bookkeeping existed give the best kept step's value and 0."""
-    saved = saved_meta.get("early_stopping")
-    if saved is not None:
-        best = saved["best"]
-        return (-np.inf if best is None else best), int(saved["evaluations_since_best"])
-    best_step = checkpoints.best_step() if saved_meta else None
-    if best_step is None:
-        return -np.inf, 0
-    return checkpoints.restore_meta(best_step)["validation"][metric], 0
 
 
 def divergence_message(loss, first, last, last_good, checkpoints: Checkpoints,

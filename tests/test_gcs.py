@@ -28,7 +28,8 @@ from test_train_loop import tiny_config  # the same tiny run as the resume tests
 from show_attend_tell import paths
 from show_attend_tell.checkpoints import COMMIT_MARKER, Checkpoints
 from show_attend_tell.cli import main
-from show_attend_tell.train import check_workdir_writable, train_and_evaluate
+from show_attend_tell.run_utils import check_workdir_writable
+from show_attend_tell.train import train_and_evaluate
 
 SCHEME = "gs://"
 

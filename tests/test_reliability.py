@@ -26,7 +26,8 @@ import pytest
 from show_attend_tell.checkpoints import TRASH, Checkpoints
 from show_attend_tell.cli import main
 from show_attend_tell.config_loading import config_from_args
-from show_attend_tell.train import EXIT_STOPPED, StopSignal, check_workdir_writable, train_and_evaluate
+from show_attend_tell.run_utils import StopSignal, check_workdir_writable
+from show_attend_tell.train import EXIT_STOPPED, train_and_evaluate
 from show_attend_tell.workdir_lock import LOCK_FILE, WorkdirBusy, WorkdirLock
 
 REPO = Path(__file__).resolve().parent.parent

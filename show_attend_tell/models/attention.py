@@ -72,13 +72,17 @@ class ContextGate(nn.Module):
 
 
 def expected_context(alpha: jnp.ndarray, annotations: jnp.ndarray) -> jnp.ndarray:
-    """Eq. 13 (soft) / eq. 8's expectation: ``Σ_i α_ti a_i``; α ``[N, L]``, a ``[B, L, D]`` -> ``[N, D]``."""
-    batch, locations, _ = annotations.shape
+    """Eq. 13 (soft) / eq. 8's expectation: ``Σ_i α_ti a_i``; α ``[N, L]``, a ``[B, L, D]`` -> ``[N, D]``.
+
+    With K = N / B rows per image (beam hypotheses) this is one ``[K, L]·[L, D]`` product per
+    image, which reads each image's annotations once for its K rows; K matrix-vector products
+    read them K times (the larger part of the op's time at paper scale: docs/performance.md).
+    """
+    batch, locations, dim = annotations.shape
     alpha = alpha.astype(annotations.dtype).reshape(batch, -1, locations)
-    # K matrix-vector products per image run ~1.6× faster on XLA:CPU than one [K, L]·[L, D]
-    # product (beam search, K = 3; measured with bench/decode.py).
-    rows = [jnp.einsum("bl,bld->bd", alpha[:, k], annotations) for k in range(alpha.shape[1])]
-    return jnp.stack(rows, axis=1).reshape(-1, annotations.shape[-1])
+    if alpha.shape[1] == 1:
+        return jnp.einsum("bl,bld->bd", alpha[:, 0], annotations)
+    return jnp.einsum("bkl,bld->bkd", alpha, annotations).reshape(-1, dim)
 
 
 def sample_locations(key: jax.Array, alpha: jnp.ndarray) -> jnp.ndarray:

@@ -75,8 +75,8 @@ def expected_context(alpha: jnp.ndarray, annotations: jnp.ndarray) -> jnp.ndarra
     """Eq. 13 (soft) / eq. 8's expectation: ``Σ_i α_ti a_i``; α ``[N, L]``, a ``[B, L, D]`` -> ``[N, D]``.
 
     With K = N / B rows per image (beam hypotheses) this is one ``[K, L]·[L, D]`` product per
-    image, which reads each image's annotations once for its K rows; K matrix-vector products
-    read them K times (the larger part of the op's time at paper scale: docs/performance.md).
+    image, which reads each image's annotations once for its K rows, where K matrix-vector
+    products read them K times: half the op's time at paper scale, K 3 (docs/performance.md).
     """
     batch, locations, dim = annotations.shape
     alpha = alpha.astype(annotations.dtype).reshape(batch, -1, locations)

@@ -72,3 +72,39 @@ def test_summary_names_each_target():
     text = "\n".join(summary(results))
     for figure in ("MFU 50%", "79%", "69%", "40.0 images/s", "[9.0] s", "+1.0%", "2048 MiB"):
         assert figure in text
+
+
+def test_decode_profile_puts_each_op_in_the_category_of_the_source_ops_it_computes():
+    from bench.decode_profile import op_categories
+
+    def meta(name):
+        return f'metadata={{op_name="s/while/body/Captioner.step/m.{name}"}}'
+
+    hlo = f"""
+%fused_logits (p0: f32[4,8], p1: f32[8,10]) -> f32[4,10] {{
+  %dot.1 = f32[4,8] dot(%p2, %p3), {meta("deep_output_logits/hidden_to_output/dot_general")}
+  ROOT %dot.2 = f32[4,10] dot(%dot.1, %p1), {meta("deep_output_logits/output/dot_general")}
+}}
+
+ENTRY %main (a: f32[2,3,8]) -> f32[4,10] {{
+  %ynn_fusion = f32[4,10]{{1,0}} fusion(%x, %y), kind=kCustom, calls=%fused_logits
+  %ynn_fusion.1 = f32[4,32]{{1,0}} fusion(%x), {meta("recur/lstm_context/dot_general")}
+  %dot.11 = f32[2,1,8]{{2,1,0}} dot(%alpha, %a), lhs_batch_dims={{0}}, lhs_contracting_dims={{1}}
+  %dot.10 = f32[12,1]{{1,0}} dot(%ynn_fusion.2, %v), lhs_contracting_dims={{1}}
+  %ynn_fusion.2 = f32[12,8]{{1,0}} fusion(%h), kind=kCustom, {meta("recur/attention/tanh")}
+  %wrapped_reduce-window.3 = f32[4,2]{{1,0}} fusion(%ynn_fusion, %c), kind=kLoop
+  %custom-call = (f32[2,3]{{1,0}}) custom-call(%s), metadata={{op_name="s/while/body/top_k"}}
+  %gather.5 = f32[2,3,4]{{2,1,0}} gather(%t), metadata={{op_name="s/while/body/take_along_axis"}}
+  ROOT %copy = f32[4,10] copy(%constant)
+}}
+"""
+    categories = op_categories(hlo)
+    assert categories["ynn_fusion"].startswith("vocabulary projection")
+    assert categories["ynn_fusion.1"].startswith("LSTM gate matmuls")
+    assert categories["dot.11"].startswith("context")
+    assert categories["dot.10"].startswith("attention score")
+    assert categories["ynn_fusion.2"].startswith("attention tanh")
+    assert categories["wrapped_reduce-window.3"] == "log-softmax over V"
+    assert categories["custom-call"] == "top-k"
+    assert categories["gather.5"].startswith("beam bookkeeping")
+    assert categories["copy"] == "other"

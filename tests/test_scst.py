@@ -33,8 +33,9 @@ def tiny_model(attention="soft"):
 def tiny(attention="soft", seed=0):
     model = tiny_model(attention)
     images = jnp.asarray(np.random.default_rng(seed).integers(0, 256, (2, 64, 64, 3)), jnp.uint8)
-    params = model.init(jax.random.key(seed), example_input(model.encoder),
-                        jnp.zeros((1, 2), jnp.int32))["params"]
+    # jitted: op by op, the init compiles each of its operations on its own
+    params = jax.jit(model.init)(jax.random.key(seed), example_input(model.encoder),
+                                 jnp.zeros((1, 2), jnp.int32))["params"]
     output = params["step_module"]["output"]  # a less uniform policy
     output["kernel"] = output["kernel"] * 6.0
     output["bias"] = jnp.asarray(np.random.default_rng(seed).normal(size=VOCAB), jnp.float32)
@@ -123,7 +124,7 @@ def test_scst_gradient_equals_the_reinforce_gradient_by_exact_enumeration():
         log_probs = stepwise_log_prob(model, params, image, captions)
         return jnp.sum(jnp.exp(log_probs) * rewards), jnp.exp(log_probs)
 
-    (_, probs), reinforce = jax.value_and_grad(expected_reward, has_aux=True)(params)
+    (_, probs), reinforce = jax.jit(jax.value_and_grad(expected_reward, has_aux=True))(params)
     assert abs(float(probs.sum()) - 1.0) < 1e-5  # the enumeration covers every caption
     tokens = padded(captions)
     baseline = 0.7  # any constant: Σ_y π(y) ∇ log π(y) = 0
@@ -135,12 +136,13 @@ def test_scst_gradient_equals_the_reinforce_gradient_by_exact_enumeration():
         locations = jnp.zeros_like(tokens)
         return scst_loss(outputs, tokens, locations, advantages, 0.0).loss
 
-    scst = jax.grad(surrogate)(params, 1.0)
+    surrogate_grad = jax.jit(jax.grad(surrogate))  # one compilation for both signs
+    scst = surrogate_grad(params, 1.0)
     flat_scst, flat_reinforce = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
                                  for g in (scst, reinforce))
     assert np.abs(flat_reinforce).max() > 1e-3
     np.testing.assert_allclose(flat_scst, -flat_reinforce, rtol=2e-3, atol=2e-6)
-    flipped = jax.grad(surrogate)(params, -1.0)
+    flipped = surrogate_grad(params, -1.0)
     flat_flipped = np.concatenate([np.ravel(x) for x in jax.tree.leaves(flipped)])
     assert not np.allclose(flat_flipped, -flat_reinforce, rtol=2e-3, atol=2e-6)
 

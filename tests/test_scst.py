@@ -150,12 +150,18 @@ def test_scst_gradient_equals_the_reinforce_gradient_by_exact_enumeration():
 def test_sampler_draws_from_the_rescored_policy():
     model, params, images = tiny()
     captions = all_captions()
-    num = 3000
-    drawn = sample(model, {"params": params}, images, jax.random.key(3), num_samples=num,
-                   max_length=T)
+    # 3000 captions per image in 10 draws of 300 (independent keys): sample's compile time
+    # grows steeply with num_samples (300: ~2x that of 5; 3000: ~25x), its run time does not.
+    draws, per_draw = 10, 300
+    num = draws * per_draw
+    drawn = [sample(model, {"params": params}, images, jax.random.fold_in(jax.random.key(3), i),
+                    num_samples=per_draw, max_length=T) for i in range(draws)]
+    tokens = np.concatenate([np.asarray(d.tokens) for d in drawn], axis=1)
+    all_lengths = np.concatenate([np.asarray(d.lengths) for d in drawn], axis=1)
+    assert tokens.shape == (2, num, T)
     for b in range(2):
         probs = np.exp(np.asarray(stepwise_log_prob(model, params, images[b], captions)))
-        rows = np.asarray(drawn.tokens[b])
+        rows = tokens[b]
         keys = {c: i for i, c in enumerate(captions)}
         counts = np.zeros(len(captions))
         for row in rows:
@@ -163,12 +169,13 @@ def test_sampler_draws_from_the_rescored_policy():
             counts[keys[words]] += 1
         sigma = np.sqrt(probs * (1 - probs) / num)
         assert np.all(np.abs(counts / num - probs) < 5 * sigma + 1e-3), (counts / num, probs)
-        lengths = np.asarray(drawn.lengths[b])
+        lengths = all_lengths[b]
         expected = [c.index(END) if END in c else T for c in (tuple(r) for r in rows.tolist())]
         np.testing.assert_array_equal(lengths, expected)
         # the greedy caption takes the most probable token at each step
-        greedy = tuple(int(t) for t in np.asarray(drawn.greedy_tokens[b]) if t != PAD)
+        greedy = tuple(int(t) for t in np.asarray(drawn[0].greedy_tokens[b]) if t != PAD)
         assert greedy == stepwise_greedy(model, params, images[b])
+        assert all(np.array_equal(d.greedy_tokens[b], drawn[0].greedy_tokens[b]) for d in drawn)
 
 
 def test_rescored_log_probs_equal_stepwise_ones():

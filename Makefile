@@ -26,9 +26,10 @@ lint: $(TESTS)
 	$(VENV)/bin/ruff check show_attend_tell configs tests bench mutants
 
 # Two workers (one per core): compiling and Python overheads dominate the suite, so it gains
-# even on 2 cores; --dist loadfile keeps each file's fixtures in one worker.
+# even on 2 cores; --dist loadfile keeps each file's fixtures in one worker, and files go out
+# heaviest first (tests/conftest.py) rather than by their number of tests.
 test: $(TESTS) lint
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 demo: $(BASE)
 	$(PY) -m show_attend_tell.demo

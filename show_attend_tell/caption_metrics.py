@@ -42,16 +42,31 @@ def _tokenize(captions: dict[Hashable, list[str]], notes: dict) -> dict[Hashable
     )
 
 
+_meteor_scorer: Meteor | None = None
+
+
+def _meteor_process() -> Meteor:
+    """This process's METEOR scorer, started at first use and kept: its Java start-up (about
+    10 s of CPU, loading the paraphrase tables) dwarfs scoring, which a periodic validation
+    repeats. Reuse changes no score: each EVAL request carries all its own statistics."""
+    global _meteor_scorer
+    if _meteor_scorer is None or _meteor_scorer.meteor_p.poll() is not None:
+        _meteor_scorer = Meteor()
+    return _meteor_scorer
+
+
 def _meteor(references, candidates, notes: dict) -> float | None:
     """METEOR 1.5 ×100, or None (with the reason in ``notes``) when its Java process fails."""
+    global _meteor_scorer
     if shutil.which("java") is None:
         notes["METEOR"] = "METEOR not computed: it runs on Java, which was not found"
         return None
     try:
-        scorer = Meteor()
-        score, _ = scorer.compute_score(references, candidates)
+        score, _ = _meteor_process().compute_score(references, candidates)
     except (OSError, ValueError, subprocess.SubprocessError) as error:
-        # A dead METEOR process shows up as an empty line where a number should be.
+        # A dead METEOR process shows up as an empty line where a number should be; the next
+        # call starts a new one (a failed request may have left this one out of step).
+        _meteor_scorer = None
         notes["METEOR"] = f"METEOR failed: {type(error).__name__}: {error}"
         return None
     return 100.0 * score

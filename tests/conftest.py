@@ -30,6 +30,24 @@ def pytest_configure(config):
     assert jax.device_count() == 4, "tests expect 4 forced CPU devices"
 
 
+# The files that take longest, longest first (CPU time on 2 cores, cold compilation cache).
+# `make test` runs files whole on two workers (--dist loadfile) in collection order
+# (--no-loadscope-reorder), a worker taking the next file as it finishes one: heavy files first
+# and the many light ones last even out the workers' ends (longest-processing-time first);
+# by default xdist orders files by their number of tests, which leaves single-test end-to-end
+# files such as test_multiprocess.py for last, run while the other worker idles.
+HEAVY_FILES_FIRST = ("test_rehearsal.py", "test_reliability.py", "test_scst.py", "test_models.py",
+                     "test_multiprocess.py", "test_evaluation.py", "test_configs.py",
+                     "test_bad_inputs.py", "test_integrity.py", "test_gcs.py",
+                     "test_train_loop.py", "test_training_mechanics.py", "test_decoding.py",
+                     "test_cli.py", "test_train_step.py", "test_pipeline.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: index for index, name in enumerate(HEAVY_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
 @pytest.fixture
 def mesh():
     from show_attend_tell.parallel import make_mesh

@@ -44,6 +44,22 @@ def test_scores_match_pycocoevalcap_on_a_fixed_corpus():
     assert set(scores["notes"]) == {"SPICE"}
 
 
+@pytest.mark.slow
+def test_one_meteor_process_scores_every_call_and_a_dead_one_is_replaced():
+    """The METEOR process is kept between calls (its start-up is ~10 s of CPU): a call after
+    another corpus scores as a fresh process does, and a process that died is started anew."""
+    caption_scores({1: ["a blue square"], 2: ["a red circle"]}, {1: "a red square", 2: "a circle"})
+    first = caption_metrics._meteor_process()
+    assert caption_scores(REFERENCES, CANDIDATES)["METEOR"] == pytest.approx(EXPECTED["METEOR"],
+                                                                             rel=1e-6)
+    assert caption_metrics._meteor_process() is first
+    first.meteor_p.kill()
+    first.meteor_p.wait()
+    scores = caption_scores(REFERENCES, CANDIDATES)
+    assert scores["METEOR"] == pytest.approx(EXPECTED["METEOR"], rel=1e-6), scores["notes"]
+    assert caption_metrics._meteor_process() is not first
+
+
 def test_without_java_meteor_is_none_and_the_rest_still_scores(monkeypatch):
     monkeypatch.setattr(caption_metrics.shutil, "which", lambda name: None)
     scores = caption_scores(REFERENCES, CANDIDATES)

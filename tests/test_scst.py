@@ -33,8 +33,9 @@ def tiny_model(attention="soft"):
 def tiny(attention="soft", seed=0):
     model = tiny_model(attention)
     images = jnp.asarray(np.random.default_rng(seed).integers(0, 256, (2, 64, 64, 3)), jnp.uint8)
-    params = model.init(jax.random.key(seed), example_input(model.encoder),
-                        jnp.zeros((1, 2), jnp.int32))["params"]
+    # jitted: op by op, the init compiles each of its operations on its own
+    params = jax.jit(model.init)(jax.random.key(seed), example_input(model.encoder),
+                                 jnp.zeros((1, 2), jnp.int32))["params"]
     output = params["step_module"]["output"]  # a less uniform policy
     output["kernel"] = output["kernel"] * 6.0
     output["bias"] = jnp.asarray(np.random.default_rng(seed).normal(size=VOCAB), jnp.float32)
@@ -123,7 +124,7 @@ def test_scst_gradient_equals_the_reinforce_gradient_by_exact_enumeration():
         log_probs = stepwise_log_prob(model, params, image, captions)
         return jnp.sum(jnp.exp(log_probs) * rewards), jnp.exp(log_probs)
 
-    (_, probs), reinforce = jax.value_and_grad(expected_reward, has_aux=True)(params)
+    (_, probs), reinforce = jax.jit(jax.value_and_grad(expected_reward, has_aux=True))(params)
     assert abs(float(probs.sum()) - 1.0) < 1e-5  # the enumeration covers every caption
     tokens = padded(captions)
     baseline = 0.7  # any constant: Σ_y π(y) ∇ log π(y) = 0
@@ -135,12 +136,13 @@ def test_scst_gradient_equals_the_reinforce_gradient_by_exact_enumeration():
         locations = jnp.zeros_like(tokens)
         return scst_loss(outputs, tokens, locations, advantages, 0.0).loss
 
-    scst = jax.grad(surrogate)(params, 1.0)
+    surrogate_grad = jax.jit(jax.grad(surrogate))  # one compilation for both signs
+    scst = surrogate_grad(params, 1.0)
     flat_scst, flat_reinforce = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
                                  for g in (scst, reinforce))
     assert np.abs(flat_reinforce).max() > 1e-3
     np.testing.assert_allclose(flat_scst, -flat_reinforce, rtol=2e-3, atol=2e-6)
-    flipped = jax.grad(surrogate)(params, -1.0)
+    flipped = surrogate_grad(params, -1.0)
     flat_flipped = np.concatenate([np.ravel(x) for x in jax.tree.leaves(flipped)])
     assert not np.allclose(flat_flipped, -flat_reinforce, rtol=2e-3, atol=2e-6)
 
@@ -148,12 +150,18 @@ def test_scst_gradient_equals_the_reinforce_gradient_by_exact_enumeration():
 def test_sampler_draws_from_the_rescored_policy():
     model, params, images = tiny()
     captions = all_captions()
-    num = 3000
-    drawn = sample(model, {"params": params}, images, jax.random.key(3), num_samples=num,
-                   max_length=T)
+    # 3000 captions per image in 10 draws of 300 (independent keys): sample's compile time
+    # grows steeply with num_samples (300: ~2x that of 5; 3000: ~25x), its run time does not.
+    draws, per_draw = 10, 300
+    num = draws * per_draw
+    drawn = [sample(model, {"params": params}, images, jax.random.fold_in(jax.random.key(3), i),
+                    num_samples=per_draw, max_length=T) for i in range(draws)]
+    tokens = np.concatenate([np.asarray(d.tokens) for d in drawn], axis=1)
+    all_lengths = np.concatenate([np.asarray(d.lengths) for d in drawn], axis=1)
+    assert tokens.shape == (2, num, T)
     for b in range(2):
         probs = np.exp(np.asarray(stepwise_log_prob(model, params, images[b], captions)))
-        rows = np.asarray(drawn.tokens[b])
+        rows = tokens[b]
         keys = {c: i for i, c in enumerate(captions)}
         counts = np.zeros(len(captions))
         for row in rows:
@@ -161,12 +169,13 @@ def test_sampler_draws_from_the_rescored_policy():
             counts[keys[words]] += 1
         sigma = np.sqrt(probs * (1 - probs) / num)
         assert np.all(np.abs(counts / num - probs) < 5 * sigma + 1e-3), (counts / num, probs)
-        lengths = np.asarray(drawn.lengths[b])
+        lengths = all_lengths[b]
         expected = [c.index(END) if END in c else T for c in (tuple(r) for r in rows.tolist())]
         np.testing.assert_array_equal(lengths, expected)
         # the greedy caption takes the most probable token at each step
-        greedy = tuple(int(t) for t in np.asarray(drawn.greedy_tokens[b]) if t != PAD)
+        greedy = tuple(int(t) for t in np.asarray(drawn[0].greedy_tokens[b]) if t != PAD)
         assert greedy == stepwise_greedy(model, params, images[b])
+        assert all(np.array_equal(d.greedy_tokens[b], drawn[0].greedy_tokens[b]) for d in drawn)
 
 
 def test_rescored_log_probs_equal_stepwise_ones():

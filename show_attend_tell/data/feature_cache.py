@@ -93,7 +93,14 @@ def frozen_encoder(encoder_config: ml_collections.ConfigDict, seed: int) -> tupl
     """The encoder a cache is written with and its parameters: ``encoder_config.weights``, or
     the init from ``seed`` when there are none (so a run can rebuild it to caption files)."""
     encoder = build_encoder(encoder_config, jnp.float32)
-    params = encoder.init(jax.random.key(seed), example_input(encoder))["params"]
+
+    def init():
+        return encoder.init(jax.random.key(seed), example_input(encoder))["params"]
+
+    # A weights file replaces every value, so only the shapes are needed; otherwise one
+    # compiled init: run op by op, a convnet's init compiles hundreds of one-op programs, too
+    # quick for the persistent cache to keep (~17 s for EfficientNet-Lite0 in each command).
+    params = jax.eval_shape(init) if encoder_config.get("weights", "") else jax.jit(init)()
     return encoder, with_pretrained_encoder({"encoder": params}, encoder_config)["encoder"]
 
 

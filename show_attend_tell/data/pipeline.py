@@ -17,8 +17,9 @@ their captions are paired with them and bucketed).
 Training data order does not depend on the topology: every process reads the whole split and
 forms the same global batches ``[G, ...]`` (a function of (seed, step) only), then keeps its
 contiguous rows ``[i·G/P, (i+1)·G/P)``. A run resumed on another process count continues the
-same stream; the price is that each process reads (and decodes) the whole split rather than
-1/P of it.
+same stream; the price is that each process reads the whole split rather than 1/P of it, and
+with one pair per row decodes it too (image groups keep images encoded until a process has
+picked its rows, so it decodes only its own).
 """
 
 import logging
@@ -347,29 +348,46 @@ class ImageGroupIterator(TrainIterator):
                                                    "length": lengths})
 
     def _epoch(self, epoch: int, skip: int) -> Iterator[dict]:
+        """Epoch ``epoch``'s batches from batch ``skip`` on, already this process's rows: the
+        images stay encoded through shuffling and batching, and each process decodes only its
+        own I / P of each global batch."""
         image_seed, group_order_seed = np.random.SeedSequence((self.seed, epoch)).generate_state(2)
         group_seed = self._group_seed(epoch)
         images = (self._shard().enumerate().map(lambda index, example: {**example, "index": index})
                   .shuffle(self.data.shuffle_buffer, seed=int(image_seed),
                            reshuffle_each_iteration=False))
-        groups = (read_images(images, self.data, self.image_size)
-                  .flat_map(lambda example: self._groups(example, group_seed))
+        groups = (images.flat_map(lambda example: self._groups(example, group_seed))
                   # Spreads the groups of an image with more than C captions over batches.
                   .shuffle(8 * self.images, seed=int(group_order_seed),
                            reshuffle_each_iteration=False))
         widths = tf.constant(self.widths, tf.int32) + 2
 
         def batch_bucket(key, window):
-            def rows(batch):
-                tokens = batch["tokens"][:, :, :widths[key]]
-                return {"image": batch["image"], "tokens": tf.reshape(tokens, [-1, widths[key]])}
-
-            return window.batch(self.images, drop_remainder=True).map(rows)
+            return (window.batch(self.images, drop_remainder=True)
+                    .map(lambda batch: {**batch, "width": widths[key]}))
 
         batches = (groups.group_by_window(lambda group: self._bucket(group["length"]),
                                           batch_bucket, window_size=self.images)
-                   .skip(skip).prefetch(2))
+                   .skip(skip)
+                   .map(self._local_rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                   .prefetch(2))
         return batches.as_numpy_iterator()
+
+    def _local_rows(self, batch: dict) -> dict:
+        """A global batch of I groups -> this process's I / P images, decoded, and their caption
+        rows ``[B / P, width]``."""
+        local = self.images // self.process_count
+        rows = slice(self.process_index * local, (self.process_index + 1) * local)
+        tokens = batch["tokens"][rows, :, :batch["width"]]
+        images = batch["image"][rows]
+        if not feature_cache.enabled(self.data):
+            size = self.image_size
+            images = tf.map_fn(lambda encoded: resize_and_crop(encoded, size), images,
+                               fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+        return {"image": images, "tokens": tf.reshape(tokens, [-1, batch["width"]])}
+
+    def _finish(self, batch: dict) -> dict:
+        return batch  # the rows of this process already (:meth:`_local_rows`)
 
     def caption_lengths(self) -> list[np.ndarray]:
         """Per image of the split (file order) the word counts of its non-empty captions,

@@ -10,6 +10,7 @@ import pytest
 
 from configs.shapes import get_config
 from show_attend_tell import parallel
+from show_attend_tell.config_loading import config_differences, config_to_dict
 from show_attend_tell.data.caption_groups import caption_groups, captions_per_image
 from show_attend_tell.losses import caption_loss
 from show_attend_tell.models.captioner import DecoderOutputs, build_captioner
@@ -182,6 +183,13 @@ def test_bad_captions_per_image_is_one_line_naming_the_key(value, batch_size, me
 
 
 def test_config_without_the_key_is_one_caption_per_image():
+    """Runs saved before the key existed trained on pairs: they read as C = 1 and resume under
+    a config with C = 1, not under one with C = 5."""
     config = get_config("smoke")
     del config.data["captions_per_image"]
     assert captions_per_image(config.data, 8) == 1
+    saved, current = config_to_dict(config), config_to_dict(get_config("smoke"))
+    assert current["data"]["captions_per_image"] == 1
+    assert config_differences(saved, current, set()) == []
+    current["data"]["captions_per_image"] = 5
+    assert config_differences(saved, current, set()) == ["data.captions_per_image: 1 -> 5"]

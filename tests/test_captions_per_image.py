@@ -16,7 +16,7 @@ from show_attend_tell.losses import caption_loss
 from show_attend_tell.models.captioner import DecoderOutputs, build_captioner
 from show_attend_tell.models.decoder_scan import scan_decoder
 from show_attend_tell.models.encoders import annotations_have_gradients
-from show_attend_tell.train import check_values
+from show_attend_tell.train import check_values, train_and_evaluate
 
 VOCAB, LENGTH, IMAGES, PER_IMAGE = 12, 6, 2, 5
 
@@ -193,3 +193,14 @@ def test_config_without_the_key_is_one_caption_per_image():
     assert config_differences(saved, current, set()) == []
     current["data"]["captions_per_image"] = 5
     assert config_differences(saved, current, set()) == ["data.captions_per_image: 1 -> 5"]
+
+
+def test_images_per_batch_must_divide_over_devices(tmp_path):
+    """20 caption rows (a multiple of the 4 test devices) of 10 captions per image: 2 images
+    cannot split over the devices; refused before any data is read, naming both keys."""
+    config = get_config("smoke")
+    config.data.captions_per_image, config.train.batch_size = 10, 20
+    with pytest.raises(ValueError, match=r"images per batch \(config.train.batch_size / "
+                       r"config.data.captions_per_image=10\)=2 must be a multiple of the number "
+                       r"of devices \(4\)"):
+        train_and_evaluate(config, tmp_path / "run")

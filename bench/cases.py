@@ -32,13 +32,25 @@ def shapes_config(attention: str = "soft"):
     return get_config(attention), {"vocab": 40, "image": (64, 64, 3), "length": 14}
 
 
+def paper_encoder_config(encoder: str = "resnet101", length: int = 22):
+    """:func:`paper_config` with a trainable ImageNet CNN on 224-pixel images in place of the
+    precomputed annotations (ResNet's last stage pooled to 14×14: 196 annotations of 2048)."""
+    config, sizes = paper_config("soft", length)
+    config.model.encoder.name = encoder
+    config.model.encoder.kwargs = {"trainable": True}
+    del sizes["annotations"]
+    return config, {**sizes, "image": (224, 224, 3)}
+
+
 def fake_batch(config, sizes, rng):
-    """Random inputs and caption tokens ``[B, T+1]`` (no padding: every step counts)."""
+    """Random inputs of B / C images (C = ``data.captions_per_image``) and caption tokens
+    ``[B, T+1]`` (no padding: every step counts)."""
     batch = config.train.batch_size
+    images = batch // config.data.get("captions_per_image", 1)
     if "image" in sizes:
-        inputs = rng.integers(0, 256, (batch, *sizes["image"]), dtype=np.uint8)
+        inputs = rng.integers(0, 256, (images, *sizes["image"]), dtype=np.uint8)
     else:
-        inputs = rng.normal(size=(batch, *sizes["annotations"])).astype(np.float32)
+        inputs = rng.normal(size=(images, *sizes["annotations"])).astype(np.float32)
     tokens = rng.integers(3, sizes["vocab"], (batch, sizes["length"] + 1)).astype(np.int32)
     return {"image": inputs, "tokens": tokens}
 

@@ -21,12 +21,14 @@ SCRIPTS = [
     ("compile.py", []),
     ("input_pipeline.py", []),
     ("memory.py", []),
+    ("captions_per_image.py", ["--repeats", "3"]),
 ]
 # Toy sizes for a smoke run (tests): the same code paths in seconds.
 QUICK = {
     "train_step.py": ["--cases", "shapes_soft", "--repeats", "1"],
     "decode.py": ["--images", "2", "--steps", "2", "--repeats", "1"],
     "compile.py": ["--lengths", "2"],
+    "captions_per_image.py": ["--cases", "shapes", "--repeats", "1", "--batch", "shapes=10"],
 }
 
 
@@ -68,6 +70,10 @@ def summary(results: list[dict]) -> list[str]:
         lines.append(f"input pipeline: {r['pipeline_overhead']:+.1%} step time  target ≤ 5 %")
     for r in by.get("memory", []):
         lines.append(f"peak memory, paper soft step: {r['peak_rss_mib']:.0f} MiB")
+    for r in by.get("captions_per_image_summary", []):
+        target = f"  target ≥ {r['target']}× (issue #20)" if "target" in r else ""
+        lines.append(f"captions/s at 5 vs 1 caption per image, {r['case']}: "
+                     f"{r['captions_per_second_ratio_5_vs_1']}×{target}")
     return lines
 
 

@@ -7,6 +7,8 @@
 # Sizes come from the environment (the defaults are `make rehearsal`'s):
 #   IMAGES=1500 VAL=150 TEST=200 STEPS=600 BATCH=32 EVAL_EVERY=200
 #   TRAIN_ARGS="..."   extra --config.* overrides for sat train (the tests shrink the model)
+#   CAPTIONS_PER_IMAGE=1  captions per image in a batch (the figures in docs/datasets.md: 1;
+#                         5 needs BATCH a multiple of 5)
 #   SAT="sat" PYTHON=python3   how to call the CLI and Python (make passes the .venv's)
 set -euo pipefail
 dir=${1:-runs/rehearsal}
@@ -42,6 +44,7 @@ step "5/7 training (early stopping on validation BLEU-4)"
 $sat train --config configs/flickr8k.py --workdir "$run" "${data[@]}" \
   --config.data.feature_cache="$features" --config.train.steps="$steps" \
   --config.train.batch_size="$batch" --config.train.eval_every="$eval_every" \
+  --config.data.captions_per_image="${CAPTIONS_PER_IMAGE:-1}" \
   --config.train.checkpoint_every="$eval_every" ${TRAIN_ARGS:-}
 
 step "6/7 evaluating the best checkpoint on the test split, with grounding"

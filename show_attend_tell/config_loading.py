@@ -167,7 +167,7 @@ def flatten(data: dict, prefix: str = "") -> dict:
 # existed: a saved config without one reads as having that value, so old runs still resume.
 ADDED_KEYS = {"model.init_activation": "tanh", "train.objective": "xe", "train.init_from": "",
               "train.scst.samples": 5, "train.scst.baseline": "greedy",
-              "model.scan_impl": "fused"}
+              "model.scan_impl": "fused", "data.captions_per_image": 1}
 
 
 def config_differences(saved: dict, current: dict, ignore: set[str]) -> list[str]:

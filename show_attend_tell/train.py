@@ -23,6 +23,7 @@ from show_attend_tell import parallel, scst, warm_start
 from show_attend_tell.checkpoints import VERIFIED, Checkpoints
 from show_attend_tell.config_loading import ConfigError, config_to_dict
 from show_attend_tell.data import feature_cache, pipeline
+from show_attend_tell.data.caption_groups import captions_per_image
 from show_attend_tell.data.references import image_batches
 from show_attend_tell.errors import UserError
 from show_attend_tell.evaluation import evaluate_split
@@ -77,13 +78,20 @@ def check_values(config) -> None:
     objective = config.train.get("objective", "xe")
     if objective not in OBJECTIVES:
         raise ConfigError(f"config.train.objective={objective!r}; expected one of {list(OBJECTIVES)}")
+    if objective == "xe":  # self-critical batches count images, each with all its references
+        try:
+            captions_per_image(config.data, config.train.batch_size)
+        except UserError as error:
+            raise ConfigError(str(error)) from None
 
 
 # ---------------------------------------------------------------- the step
 
 
 def train_step(model: Captioner, tx, train_config, state: TrainState, batch: dict):
-    """One update on a batch ``{'image': uint8 [B,H,W,3], 'tokens': int32 [B,T+1]}``.
+    """One update on a batch ``{'image': uint8 [I,H,W,3], 'tokens': int32 [B,T+1]}``: I = B / C
+    images, caption rows i·C .. i·C + C-1 of image i (C = ``data.captions_per_image``, 1: one
+    row per image). The encoder runs once per image; the loss is per caption row.
 
     Soft and hard attention share this function: the model's attention mode decides whether
     the sampled-location terms of eq. 12 are non-zero. Returns the new state and per-batch
@@ -148,6 +156,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
 def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) -> TrainState:
     mesh = parallel.make_mesh()
     parallel.check_batch_divisible(config.train.batch_size, mesh, "config.train.batch_size")
+    if config.train.objective == "xe":  # whole image groups per device
+        per_image = captions_per_image(config.data, config.train.batch_size)
+        parallel.check_batch_divisible(
+            config.train.batch_size // per_image, mesh,
+            f"images per batch (config.train.batch_size / config.data.captions_per_image="
+            f"{per_image})")
     if config.train.eval_every:  # validation would find it only at its first run, hours in
         parallel.check_batch_divisible(config.eval.batch_size, mesh, "config.eval.batch_size")
     vocab, iterator_state, start, saved_meta = restore_or_start(config, workdir, checkpoints,

@@ -170,6 +170,7 @@ def test_messy_captions_train_skipping_empty_and_truncating_with_a_logged_count(
     config.data.data_dir = str(messy_captions_data)
     config.data.max_caption_length, config.data.bucket_boundaries = 8, (8,)
     config.data.vocab_min_count = 2
+    config.data.captions_per_image = 1  # counts below are of (image, caption) pairs
     vocab = pipeline.build_vocabulary(config)
     assert {"café", "über", "dog"} <= set(vocab.words) and "zebrafish" not in vocab.words
     batches = pipeline.train_iterator(config, vocab, batch_size=2, image_size=SIZE,

@@ -68,9 +68,12 @@ def test_summary_names_each_target():
         {"bench": "compile", "caption_length": 16, "total_seconds": 9.0},
         {"bench": "input_pipeline", "pipeline_overhead": 0.01},
         {"bench": "memory", "peak_rss_mib": 2048.0},
+        {"bench": "captions_per_image_summary", "case": "paper_resnet101",
+         "captions_per_second_ratio_5_vs_1": 3.21, "target": 3.0, "met": True},
     ]
     text = "\n".join(summary(results))
-    for figure in ("MFU 50%", "79%", "69%", "40.0 images/s", "[9.0] s", "+1.0%", "2048 MiB"):
+    for figure in ("MFU 50%", "79%", "69%", "40.0 images/s", "[9.0] s", "+1.0%", "2048 MiB",
+                   "paper_resnet101: 3.21×  target ≥ 3.0×"):
         assert figure in text
 
 

@@ -14,10 +14,16 @@ from show_attend_tell.models.decoder_scan import scan_decoder
 BATCH, LENGTH, VOCAB, L, D = 3, 5, 13, 7, 6
 
 
+def repeated_carry(module, annotations, per_image):
+    """The initial state once per image, repeated for the image's ``per_image`` caption rows."""
+    carry = module.initial_carry(annotations)
+    return jax.tree.map(lambda x: jnp.repeat(x, per_image, axis=0), carry)
+
+
 def teacher_forced(step, variables, annotations, tokens, use_expected, keys, scan_impl,
                    annotation_gradients):
     def run(module, annotations):
-        carry = module.initial_carry(annotations)
+        carry = repeated_carry(module, annotations, tokens.shape[0] // annotations.shape[0])
         projected = module.project_annotations(annotations)
         return scan_decoder(module, carry, tokens, annotations, projected, use_expected, keys,
                             True, annotation_gradients, scan_impl)
@@ -25,26 +31,36 @@ def teacher_forced(step, variables, annotations, tokens, use_expected, keys, sca
     return step.apply(variables, annotations, method=run)
 
 
-# Between them the two cases turn every deviation switch of DecoderStep.
-@pytest.mark.parametrize("overrides,annotation_gradients", [
-    ({"attention_mode": "soft", "gate": "vector", "attention_activation": "relu",
-      "deep_output_tanh": True}, True),
-    ({"attention_mode": "hard", "gate": "none", "deep_output": False,
-      "init_activation": "none"}, False),
+SOFT_SWITCHES = {"attention_mode": "soft", "gate": "vector", "attention_activation": "relu",
+                 "deep_output_tanh": True}
+HARD_SWITCHES = {"attention_mode": "hard", "gate": "none", "deep_output": False,
+                 "init_activation": "none"}
+
+
+# Between them the soft and hard cases turn every deviation switch of DecoderStep; per_image > 1
+# is training on image groups (data.captions_per_image): rows i·C .. i·C + C-1 read image i.
+@pytest.mark.parametrize("overrides,annotation_gradients,per_image", [
+    (SOFT_SWITCHES, True, 1),
+    (HARD_SWITCHES, False, 1),
+    (SOFT_SWITCHES, True, 3),
+    (HARD_SWITCHES, True, 3),
 ])
-def test_fused_scan_equals_reference_outputs_and_gradients(overrides, annotation_gradients):
+def test_fused_scan_equals_reference_outputs_and_gradients(overrides, annotation_gradients,
+                                                            per_image):
     step = DecoderStep(vocab_size=VOCAB, embed_dim=8, hidden_dim=10, attention_dim=9,
                        dropout_rate=0.3, **overrides)
     rng = np.random.default_rng(0)
+    rows = BATCH * per_image
     annotations = jnp.asarray(rng.normal(size=(BATCH, L, D)), jnp.float32)
-    tokens = jnp.asarray(rng.integers(1, VOCAB, (BATCH, LENGTH)), jnp.int32)
-    use_expected = jnp.array([True, False, False])
+    tokens = jnp.asarray(rng.integers(1, VOCAB, (rows, LENGTH)), jnp.int32)
+    use_expected = jnp.asarray(np.arange(rows) % 3 == 0)
     keys = jax.random.split(jax.random.key(5), LENGTH)
     variables = jax.jit(lambda: step.init(
         jax.random.key(0), annotations, method=lambda m, a: scan_decoder(
-            m, m.initial_carry(a), tokens, a, m.project_annotations(a), use_expected, keys, True)
+            m, repeated_carry(m, a, per_image), tokens, a, m.project_annotations(a),
+            use_expected, keys, True)
     ))()
-    weights = jnp.asarray(rng.normal(size=(BATCH, LENGTH, VOCAB)), jnp.float32)
+    weights = jnp.asarray(rng.normal(size=(rows, LENGTH, VOCAB)), jnp.float32)
 
     def loss(variables, annotations, scan_impl):
         (cell, hidden), steps = teacher_forced(step, variables, annotations, tokens,

@@ -38,9 +38,12 @@ def test_cache_holds_annotations_and_trains_and_evaluates(tiny_shapes, random_vg
     expected = encoder.apply({"params": params}, images["image"])
     np.testing.assert_allclose(cached["image"].astype(np.float32), expected, rtol=2e-3, atol=1e-3)
 
-    # Training batches carry annotations, and the captioner takes them in place of images.
+    # Training batches carry annotations, and the captioner takes them in place of images: with
+    # the smoke config's 2 captions per image, 4 images' annotations for 8 caption rows.
+    assert config.data.captions_per_image == 2
     batch = next(pipeline.train_iterator(config, Vocabulary.build(["a b"], 1, 10), 8, 0))
-    assert batch["image"].shape == (8, 4, 512) and batch["image"].dtype == np.float16
+    assert batch["image"].shape == (4, 4, 512) and batch["image"].dtype == np.float16
+    assert batch["tokens"].shape[0] == 8
     model = build_captioner(feature_cache.model_config(config), vocab_size=10)
     assert model.encoder.num_annotations == 4 and model.encoder.annotation_dim == 512
     variables = model.init(jax.random.key(0), batch["image"], batch["tokens"][:, :-1])

@@ -7,7 +7,8 @@ stops both at the same step with one collective checkpoint and exit status 75 (u
 signalled process entered the collective save while the other ran the next step: a hang);
 the run resumed as 1 process × 4 devices ends with the parameters of an uninterrupted
 1-process run (1e-5: the 2-process steps reduce in another order) because the global batches
-do not depend on the process count.
+do not depend on the process count. Batches hold image groups (5 captions of each of 4 images),
+which each process and device keeps whole.
 """
 
 import os
@@ -37,7 +38,10 @@ HANG_S = 150  # after the signal; an unagreed stop hangs past it
 
 
 def overrides(data_dir, steps: int) -> list[str]:
+    # Image groups (data.captions_per_image): 4 images x 5 captions a batch, one image per
+    # device, whole groups per process.
     return [f"data.data_dir={data_dir}", "data.builder_config=tiny",
+            "data.captions_per_image=5", "train.batch_size=20",
             "data.bucket_boundaries=(24,)",  # one caption width: one compilation
             f"train.steps={steps}", "train.checkpoint_every=1000", "train.eval_every=0",
             "train.log_every=1", "train.schedule=constant",  # steps may change on resume

@@ -77,8 +77,17 @@ def test_epoch_sees_every_caption_once(config, vocab):
     assert batches.get_state()["epoch"] == 1
 
 
-@pytest.mark.parametrize("process_count", [1, 2])
-def test_restored_iterator_yields_the_same_batches(config, vocab, process_count):
+def with_groups(config, per_image):
+    """``config`` with ``data.captions_per_image`` set (a copy)."""
+    config = config.copy_and_resolve_references()
+    config.data.captions_per_image = per_image
+    return config
+
+
+@pytest.mark.parametrize("process_count,per_image", [(1, 1), (2, 1), (2, 2)])
+def test_restored_iterator_yields_the_same_batches(config, vocab, process_count, per_image):
+    config = with_groups(config, per_image)
+
     def make():
         return pipeline.train_iterator(config, vocab, 4, 64, process_index=0,
                                        process_count=process_count)
@@ -97,10 +106,14 @@ def test_restored_iterator_yields_the_same_batches(config, vocab, process_count)
     assert restored.get_state()["step"] == original.get_state()["step"]
 
 
-def test_global_batches_do_not_depend_on_the_process_count(config, vocab):
+@pytest.mark.parametrize("per_image", [1, 2])
+def test_global_batches_do_not_depend_on_the_process_count(config, vocab, per_image):
     """The batch at step s is a function of (seed, s): two processes' rows, concatenated in
     process order, are one process's batch; a 2-process position resumed on 1 process
-    continues the 2-process stream bit for bit (past an epoch boundary)."""
+    continues the 2-process stream bit for bit (past an epoch boundary). With image groups
+    each process keeps whole groups: its images and their caption rows."""
+    config = with_groups(config, per_image)
+
     def make(index, count):
         return pipeline.train_iterator(config, vocab, 8, 64, process_index=index,
                                        process_count=count)
@@ -110,6 +123,7 @@ def test_global_batches_do_not_depend_on_the_process_count(config, vocab):
     def two_processes():
         parts = [next(process) for process in two]
         assert all(len(part["tokens"]) == 4 for part in parts)
+        assert all(len(part["image"]) == 4 // per_image for part in parts)
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
     def assert_equal(a, b):
@@ -124,6 +138,60 @@ def test_global_batches_do_not_depend_on_the_process_count(config, vocab):
     for _ in range(2):
         assert_equal(next(resumed), two_processes())
     assert resumed.get_state()["step"] == two[1].get_state()["step"]
+
+
+def captions_by_image(config, vocab):
+    """Image pixels (bytes) -> the sorted token rows of its captions, from the whole split."""
+    encoder = pipeline.CaptionEncoder(vocab, config.data.max_caption_length)
+    split = pipeline.read_images(pipeline.open_split(config.data, "train", 0, 1), config.data, 32)
+    out = {}
+    for example in split.as_numpy_iterator():
+        tokens, _ = encoder(example["captions"])
+        out[example["image"].tobytes()] = tokens
+    return out
+
+
+@pytest.mark.parametrize("per_image", [3, 5])
+def test_image_groups_hold_captions_of_their_image_and_cover_the_epoch(config, vocab, per_image):
+    """Shapes images have 5 captions: C = 5 takes them all once; C = 3 gives two groups per
+    image, which together hold every caption (the filling rule is checked by hand in
+    test_captions_per_image.py; captions of one scene can be equal texts). A batch is one length bucket (its
+    groups' longest captions), the count of batches is the one the stream yields, and an epoch
+    covers every image, apart from bucket remainders."""
+    config = with_groups(config, per_image)
+    images_per_batch = 2
+    batches = pipeline.train_iterator(config, vocab, images_per_batch * per_image, 32,
+                                      process_index=0, process_count=1)
+    assert type(batches) is pipeline.ImageGroupIterator
+    known = captions_by_image(config, vocab)
+    widths = pipeline.bucket_widths(config.data.max_caption_length, config.data.bucket_boundaries)
+    for epoch in range(2):
+        count = batches.batches_in_epoch(epoch)
+        groups_of = {}
+        for _ in range(count):
+            batch = next(batches)
+            assert batch["image"].shape == (images_per_batch, 32, 32, 3)
+            width = batch["tokens"].shape[1]
+            assert batch["tokens"].shape == (images_per_batch * per_image, width)
+            groups = batch["tokens"].reshape(images_per_batch, per_image, width)
+            lower = max([w for w in widths if w + 2 < width], default=0)
+            longest = lengths_of(batch["tokens"]).reshape(images_per_batch, per_image).max(1)
+            assert ((longest > lower) & (longest + 2 <= width)).all()  # one bucket per batch
+            for image, group in zip(batch["image"], groups, strict=True):
+                own = [tuple(row[:width]) for row in known[image.tobytes()]]
+                assert all(tuple(row) in own for row in group)  # captions of that image
+                groups_of.setdefault(image.tobytes(), []).append(group)
+        assert batches.get_state()["batch_in_epoch"] == count
+        for image, groups in groups_of.items():
+            own = {tuple(row[row != PAD]) for row in known[image]}
+            rows = [tuple(row[row != PAD]) for group in groups for row in group]
+            if len(groups) == -(-5 // per_image):  # all its groups seen: every caption
+                assert set(rows) == own, (rows, own)
+        # Only bucket remainders (< 2 groups per bucket) are left out.
+        groups_seen = sum(len(groups) for groups in groups_of.values())
+        assert NUM_TRAIN * -(-5 // per_image) - groups_seen < images_per_batch * len(widths)
+    next(batches)
+    assert batches.get_state()["epoch"] == 2
 
 
 def test_truncation_and_empty_captions_are_counted(vocab):

@@ -24,6 +24,17 @@ def fixed_batch(batch=8, length=6, seed=0):
     return {"image": images, "tokens": tokens.astype(np.int32)}
 
 
+def fixed_group_batch(images=4, per_image=5):
+    """:func:`fixed_batch`'s first ``images`` images, each with ``per_image`` captions (its
+    caption with the words shifted by 0 .. per_image-1): rows i·C .. i·C + C-1 are image i's."""
+    batch = fixed_batch(batch=images)
+    tokens = np.repeat(batch["tokens"], per_image, axis=0)
+    shift = np.arange(len(tokens))[:, None] % per_image
+    words = tokens > 2  # not <pad>, <start>, <end>
+    tokens[words] = 4 + (tokens - 4 + shift)[words] % (VOCAB - 4)
+    return {"image": batch["image"], "tokens": tokens}
+
+
 def setup(attention, mesh, **train_overrides):
     config = get_config("smoke_hard" if attention == "hard" else "smoke")
     config.train.learning_rate = 3e-3
@@ -62,11 +73,12 @@ def test_loss_falls_on_a_tiny_set(attention):
         assert 0.3 < fractions.mean() < 0.7, fractions
 
 
-@pytest.mark.parametrize("attention", ["soft", "hard"])
-def test_four_devices_equal_one_device(attention):
+# per_image 5: 4 images x 5 captions, one image group per device.
+@pytest.mark.parametrize("attention,per_image", [("soft", 1), ("hard", 1), ("soft", 5)])
+def test_four_devices_equal_one_device(attention, per_image):
     # SGD: Adam's first updates are ~lr·sign(g), which turns float rounding in near-zero
     # gradients into lr-sized differences; SGD compares the gradients themselves.
-    batch = fixed_batch()
+    batch = fixed_batch() if per_image == 1 else fixed_group_batch(per_image=per_image)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         mesh = parallel.make_mesh(devices)

@@ -6,6 +6,10 @@ caption tokens.
 Training yields dicts of numpy ``image`` uint8 ``[B, H, W, 3]`` and ``tokens`` int32 ``[B, T]``
 (``<start> w1..wn <end> <pad>..``), one (image, reference caption) pair per row; every caption
 of every image is seen once per epoch (paper §4.3: batches of one caption length bucket).
+With ``data.captions_per_image`` C > 1 (:class:`ImageGroupIterator`) a batch holds I = B / C
+images ``[I, H, W, 3]`` and ``tokens`` ``[B, T]`` whose rows i·C .. i·C + C-1 are captions of
+image i (groups: :mod:`show_attend_tell.data.caption_groups`), so the model encodes each image
+once for its C captions.
 An epoch's order is a pure function of (seed, epoch), so the stream position is just a step
 count; restoring skips batches without running the model (images are decoded once each, before
 their captions are paired with them and bucketed).
@@ -13,8 +17,9 @@ their captions are paired with them and bucketed).
 Training data order does not depend on the topology: every process reads the whole split and
 forms the same global batches ``[G, ...]`` (a function of (seed, step) only), then keeps its
 contiguous rows ``[i·G/P, (i+1)·G/P)``. A run resumed on another process count continues the
-same stream; the price is that each process reads (and decodes) the whole split rather than
-1/P of it.
+same stream; the price is that each process reads the whole split rather than 1/P of it, and
+with one pair per row decodes it too (image groups keep images encoded until a process has
+picked its rows, so it decodes only its own).
 """
 
 import logging
@@ -28,6 +33,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from show_attend_tell.data import build, feature_cache
+from show_attend_tell.data.caption_groups import caption_groups, captions_per_image, image_rng
 from show_attend_tell.data.images import resize_and_crop
 from show_attend_tell.data.vocab import END, PAD, START, Vocabulary, tokenize
 from show_attend_tell.errors import InvalidInput
@@ -146,8 +152,6 @@ class EpochStream:
                              f"of processes ({process_count})")
         self.data, self.batch_size, self.image_size, self.seed = data, batch_size, image_size, seed
         self.process_index, self.process_count = process_index, process_count
-        local = batch_size // process_count
-        self.rows = slice(process_index * local, (process_index + 1) * local)
         self.step = self.epoch = self.batch_in_epoch = 0
         self._batches: Iterator[dict] | None = None
 
@@ -160,6 +164,12 @@ class EpochStream:
 
     def batches_per_epoch(self) -> int:
         raise NotImplementedError
+
+    def batches_in_epoch(self, epoch: int) -> int:
+        """Batches of epoch ``epoch``: :meth:`batches_per_epoch` unless a subclass's count
+        changes from epoch to epoch."""
+        del epoch
+        return self.batches_per_epoch()
 
     def _empty_epoch(self) -> InvalidInput:
         raise NotImplementedError
@@ -186,10 +196,14 @@ class EpochStream:
         return self._finish(batch)
 
     def _finish(self, batch: dict) -> dict:
-        """This process's rows of a global batch."""
+        """This process's rows of a global batch: block ``process_index`` of ``process_count``
+        equal blocks of each entry (images and caption rows alike, so a process keeps whole
+        image groups)."""
         if self.process_count == 1:
             return batch
-        return {name: value[self.rows] for name, value in batch.items()}
+        index, count = self.process_index, self.process_count
+        return {name: value[index * (len(value) // count): (index + 1) * (len(value) // count)]
+                for name, value in batch.items()}
 
     def get_state(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
@@ -213,7 +227,9 @@ class EpochStream:
         if saved_size == self.batch_size:  # the saved position is ours: no counting pass
             self.epoch, self.batch_in_epoch = int(state["epoch"]), int(state["batch_in_epoch"])
         else:
-            self.epoch, self.batch_in_epoch = divmod(self.step, self.batches_per_epoch())
+            self.epoch, self.batch_in_epoch = 0, self.step
+            while self.batch_in_epoch >= (count := self.batches_in_epoch(self.epoch)):
+                self.epoch, self.batch_in_epoch = self.epoch + 1, self.batch_in_epoch - count
         self._batches = None
 
 
@@ -291,12 +307,142 @@ class TrainIterator(EpochStream):
                  self.data.max_caption_length, self.encoder.empty)
 
 
+class ImageGroupIterator(TrainIterator):
+    """Batches of I = B / C images, each with a group of C of its captions
+    (:mod:`show_attend_tell.data.caption_groups`), bucketed by the group's longest caption;
+    otherwise as :class:`TrainIterator` (order a pure function of (seed, epoch), global batches
+    sliced per process, restorable position). A process keeps whole groups."""
+
+    def __init__(self, data: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
+                 image_size: int, seed: int, process_index: int, process_count: int,
+                 per_image: int):
+        super().__init__(data, vocab, batch_size, image_size, seed, process_index, process_count)
+        self.per_image, self.images = per_image, batch_size // per_image
+        if self.images % process_count:
+            raise InvalidInput(f"config.train.batch_size={batch_size} holds {self.images} "
+                               f"images of config.data.captions_per_image={per_image} captions, "
+                               f"not a multiple of the number of processes ({process_count})")
+        self._caption_lengths: list[np.ndarray] | None = None
+        self._epoch_counts: dict[int, int] = {}
+
+    def _group_seed(self, epoch: int) -> int:
+        return int(np.random.SeedSequence((self.seed, epoch, 2)).generate_state(1)[0])
+
+    def _image_groups(self, group_seed: int, index: np.ndarray, captions: np.ndarray):
+        """One image's groups: tokens ``[G, C, max_len + 2]`` and each group's longest
+        caption ``[G]`` (empty captions left out, as in pairs)."""
+        tokens, lengths = self.encoder(captions)
+        kept = lengths > 0
+        rows = caption_groups(int(kept.sum()), self.per_image, image_rng(group_seed, index))
+        tokens, lengths = tokens[kept][rows], lengths[kept][rows]
+        return tokens, lengths.max(axis=1, initial=0).astype(np.int32)
+
+    def _groups(self, example: dict, group_seed: int) -> tf.data.Dataset:
+        tokens, lengths = tf.numpy_function(
+            lambda index, captions: self._image_groups(group_seed, index, captions),
+            [example["index"], example["captions"]], (tf.int32, tf.int32), stateful=False)
+        tokens.set_shape([None, self.per_image, self.data.max_caption_length + 2])
+        lengths.set_shape([None])
+        images = tf.repeat(example["image"][None], tf.shape(lengths)[0], axis=0)
+        return tf.data.Dataset.from_tensor_slices({"image": images, "tokens": tokens,
+                                                   "length": lengths})
+
+    def _epoch(self, epoch: int, skip: int) -> Iterator[dict]:
+        """Epoch ``epoch``'s batches from batch ``skip`` on, already this process's rows: the
+        images stay encoded through shuffling and batching, and each process decodes only its
+        own I / P of each global batch."""
+        image_seed, group_order_seed = np.random.SeedSequence((self.seed, epoch)).generate_state(2)
+        group_seed = self._group_seed(epoch)
+        images = (self._shard().enumerate().map(lambda index, example: {**example, "index": index})
+                  .shuffle(self.data.shuffle_buffer, seed=int(image_seed),
+                           reshuffle_each_iteration=False))
+        groups = (images.flat_map(lambda example: self._groups(example, group_seed))
+                  # Spreads the groups of an image with more than C captions over batches.
+                  .shuffle(8 * self.images, seed=int(group_order_seed),
+                           reshuffle_each_iteration=False))
+        widths = tf.constant(self.widths, tf.int32) + 2
+
+        def batch_bucket(key, window):
+            return (window.batch(self.images, drop_remainder=True)
+                    .map(lambda batch: {**batch, "width": widths[key]}))
+
+        batches = (groups.group_by_window(lambda group: self._bucket(group["length"]),
+                                          batch_bucket, window_size=self.images)
+                   .skip(skip)
+                   .map(self._local_rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                   .prefetch(2))
+        return batches.as_numpy_iterator()
+
+    def _local_rows(self, batch: dict) -> dict:
+        """A global batch of I groups -> this process's I / P images, decoded, and their caption
+        rows ``[B / P, width]``."""
+        local = self.images // self.process_count
+        rows = slice(self.process_index * local, (self.process_index + 1) * local)
+        tokens = batch["tokens"][rows, :, :batch["width"]]
+        images = batch["image"][rows]
+        if not feature_cache.enabled(self.data):
+            size = self.image_size
+            images = tf.map_fn(lambda encoded: resize_and_crop(encoded, size), images,
+                               fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+        return {"image": images, "tokens": tf.reshape(tokens, [-1, batch["width"]])}
+
+    def _finish(self, batch: dict) -> dict:
+        return batch  # the rows of this process already (:meth:`_local_rows`)
+
+    def caption_lengths(self) -> list[np.ndarray]:
+        """Per image of the split (file order) the word counts of its non-empty captions,
+        truncated as training truncates them."""
+        if self._caption_lengths is None:
+            examples = open_split(self.data, self.data.train_split, 0, 1).map(
+                lambda example: example["captions"])
+            limit = self.data.max_caption_length
+            self._caption_lengths = [
+                np.array([n for n in (min(len(tokenize(c.decode("utf-8"))), limit)
+                                      for c in captions) if n], np.int64)
+                for captions in examples.as_numpy_iterator()]
+        return self._caption_lengths
+
+    def batches_in_epoch(self, epoch: int) -> int:
+        """Σ over buckets of ⌊groups / I⌋; a group's bucket is that of its longest caption,
+        which for an image with more than C captions depends on the epoch's draw."""
+        if epoch not in self._epoch_counts:
+            group_seed = self._group_seed(epoch)
+            counts = np.zeros(len(self.widths), np.int64)
+            for index, lengths in enumerate(self.caption_lengths()):
+                rows = caption_groups(len(lengths), self.per_image, image_rng(group_seed, index))
+                for longest in lengths[rows].max(axis=1, initial=0):
+                    counts[np.searchsorted(self.widths, longest)] += 1
+            self._epoch_counts[epoch] = int((counts // self.images).sum())
+        return self._epoch_counts[epoch]
+
+    def batches_per_epoch(self) -> int:
+        """Batches of the current epoch (:meth:`batches_in_epoch`)."""
+        count = self.batches_in_epoch(self.epoch)
+        if not count:
+            raise self._empty_epoch()
+        return count
+
+    def _end_of_epoch(self) -> None:
+        self._log_epoch()
+
+    def _empty_epoch(self) -> InvalidInput:
+        return InvalidInput(f"{self.data.name} {self.data.train_split}: no length bucket holds "
+                            f"{self.images} image groups (config.train.batch_size="
+                            f"{self.batch_size} / config.data.captions_per_image={self.per_image})")
+
+
 def train_iterator(config: ml_collections.ConfigDict, vocab: Vocabulary, batch_size: int,
                    image_size: int, *, process_index: int | None = None,
                    process_count: int | None = None) -> TrainIterator:
-    """Endless training batches: this process's rows of global batches of ``batch_size``."""
+    """Endless training batches: this process's rows of global batches of ``batch_size``
+    caption rows, in groups of ``config.data.captions_per_image`` per image when it is > 1."""
     index, count = _process(process_index, process_count)
-    return TrainIterator(config.data, vocab, batch_size, image_size, config.seed, index, count)
+    per_image = captions_per_image(config.data, batch_size)
+    if per_image == 1:
+        return TrainIterator(config.data, vocab, batch_size, image_size, config.seed, index,
+                             count)
+    return ImageGroupIterator(config.data, vocab, batch_size, image_size, config.seed, index,
+                              count, per_image)
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -1,14 +1,15 @@
 """The Show-Attend-Tell captioner: ``encode`` images, ``decode`` captions (paper §3).
 
-Shape letters: B batch, H×W image, T caption steps, L annotations, D annotation dimension,
-A attention dimension, V vocabulary size.
+Shape letters: B batch (caption rows in teacher forcing), I images, C = B / I captions per
+image, H×W image, T caption steps, L annotations, D annotation dimension, A attention
+dimension, V vocabulary size.
 
 Methods (call through ``model.apply(variables, ..., method=Captioner.X)``):
   encode(images)                       -> annotations [B, L, D]
   prepare(annotations)                 -> DecodeCache (annotations, W_a a, initial LSTM state)
   step(cache, carry, tokens, ...)      -> one step, for greedy/beam search
-  decode(annotations, tokens, key)     -> teacher-forced DecoderOutputs (scanned over T)
-  __call__(images, tokens, key)        -> encode + decode
+  teacher_force(annotations, tokens, key) -> teacher-forced DecoderOutputs (scanned over T)
+  __call__(images, tokens, key)        -> encode + teacher_force
 """
 
 from typing import NamedTuple
@@ -37,7 +38,7 @@ class DecoderOutputs(NamedTuple):
     """Teacher-forced outputs: per-step :class:`StepOutput` fields stacked on axis 1."""
 
     steps: StepOutput  # logits [B, T, V], alpha [B, T, L], beta/location/... [B, T]
-    used_expected: jnp.ndarray  # [B] bool: the image used the expected context (hard mode)
+    used_expected: jnp.ndarray  # [B] bool: the row used the expected context (hard mode)
 
 
 class Captioner(nn.Module):
@@ -71,8 +72,16 @@ class Captioner(nn.Module):
         )
 
     def expected_mask(self, key, batch: int) -> jnp.ndarray:
-        """§4.1: with probability p_expected an image (or the whole batch) uses the expected
-        context instead of a sample; ``[B]`` bool."""
+        """§4.1: with probability p_expected a training example (or the whole batch) uses the
+        expected context instead of a sample; ``[B]`` bool, one entry per caption row.
+
+        ``expected_switch='image'`` draws once per caption row, also when C > 1 rows share an
+        image. The paper's training examples are (image, caption) pairs and its "with
+        probability 0.5 for a given image" is per example; a draw per row keeps every row an
+        independent sample of the same estimator, so C rows of one image give in expectation
+        the gradient of C single-caption batches (one draw per image would correlate them and
+        make the estimator depend on C).
+        """
         if self.expected_switch not in EXPECTED_SWITCH:
             raise InvalidInput(
                 f"config.model.expected_switch={self.expected_switch!r}; expected one of "
@@ -85,13 +94,22 @@ class Captioner(nn.Module):
 
     def teacher_force(self, annotations: jnp.ndarray, tokens: jnp.ndarray, key=None,
                       train: bool = False) -> DecoderOutputs:
-        """Teacher forcing: annotations ``[B, L, D]``, inputs y_{0..T-1} ``[B, T]`` -> outputs.
+        """Teacher forcing: annotations ``[I, L, D]``, inputs y_{0..T-1} ``[B, T]`` -> outputs
+        ``[B, ...]``, where caption rows i·C .. i·C + C-1 (C = B / I) read image i.
 
-        ``key`` drives dropout, hard-attention sampling and the expected-context switch; None
-        gives the deterministic (evaluation) pass.
+        ``W_a a`` (eq. 4) and the initial state (§3.1.2) are computed once per image; only the
+        carry ``[B, H]`` is repeated C times, and the decoder's rows index their image's
+        annotations (no ``[B, L, D]`` copy). ``key`` drives dropout, hard-attention sampling and
+        the expected-context switch; None gives the deterministic (evaluation) pass.
         """
         cache = self.prepare(annotations)
         batch, length = tokens.shape
+        images = annotations.shape[0]
+        if batch % images:
+            raise InvalidInput(f"{batch} caption rows do not split evenly over {images} images")
+        carry = cache.carry
+        if batch != images:
+            carry = jax.tree.map(lambda x: jnp.repeat(x, batch // images, axis=0), carry)
         if key is None:
             switch_key, step_keys = None, None
         else:
@@ -99,7 +117,7 @@ class Captioner(nn.Module):
             step_keys = jax.random.split(scan_key, length)
         use_expected = self.expected_mask(switch_key, batch)
         _, steps = scan_decoder(
-            self.step_module, cache.carry, tokens, cache.annotations, cache.projected,
+            self.step_module, carry, tokens, cache.annotations, cache.projected,
             use_expected, step_keys, train,
             annotation_gradients=annotations_have_gradients(self.encoder),
             scan_impl=self.scan_impl,

@@ -1,6 +1,7 @@
 """Teacher forcing: the decoder step of :mod:`show_attend_tell.models.decoder` over all T steps.
 
-Shape letters: B batch, T caption steps, N = B·K rows (K ≥ 1 per image), L annotations,
+Shape letters: B images, T caption steps, N = B·K rows (K ≥ 1 per image: captions of the
+image in training, rows b·K .. b·K + K-1 reading image b), L annotations,
 D annotation dimension, A attention dimension, E embedding dimension, H LSTM hidden size,
 V vocabulary size.
 

@@ -12,6 +12,7 @@ from configs.shapes import get_config
 from show_attend_tell import parallel
 from show_attend_tell.config_loading import config_differences, config_to_dict
 from show_attend_tell.data.caption_groups import caption_groups, captions_per_image
+from show_attend_tell.errors import UserError
 from show_attend_tell.losses import caption_loss
 from show_attend_tell.models.captioner import DecoderOutputs, build_captioner
 from show_attend_tell.models.decoder_scan import scan_decoder
@@ -45,15 +46,17 @@ def model_and_params(attention="soft", **model_overrides):
     return config, model, params
 
 
-def loss_and_grads(config, model, params, images, tokens, key):
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]
-    mask = (targets != 0).astype(jnp.float32)
+def loss_and_grads(config, model):
+    """A jitted ``(params, images [I, H, W, 3], tokens [B, T + 1], key) -> (loss, grads)``: one
+    function for every call, so the ten single-caption calls compile once."""
 
-    def objective(params):
+    def objective(params, images, tokens, key):
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        mask = (targets != 0).astype(jnp.float32)
         outputs = model.apply({"params": params}, images, inputs, key=key, train=True)
         return caption_loss(outputs, targets, mask, 0.0, config.train).loss
 
-    return jax.jit(jax.value_and_grad(objective))(params)
+    return jax.jit(jax.value_and_grad(objective))
 
 
 @pytest.mark.parametrize("attention", ["soft", "hard"])
@@ -63,9 +66,10 @@ def test_group_gradient_is_the_mean_of_single_caption_gradients(attention):
     config, model, params = model_and_params(attention, p_expected=1.0)
     images, tokens = group_batch()
     key = jax.random.key(3)
-    loss, grads = loss_and_grads(config, model, params, images, tokens, key)
-    singles = [loss_and_grads(config, model, params, images[row // PER_IMAGE][None],
-                              tokens[row][None], key) for row in range(len(tokens))]
+    value_and_grad = loss_and_grads(config, model)
+    loss, grads = value_and_grad(params, images, tokens, key)
+    singles = [value_and_grad(params, images[row // PER_IMAGE][None], tokens[row][None], key)
+               for row in range(len(tokens))]
     np.testing.assert_allclose(loss, np.mean([single for single, _ in singles]), rtol=1e-5)
     mean = jax.tree.map(lambda *g: np.mean(g, axis=0), *[g for _, g in singles])
     assert float(jnp.abs(grads["encoder"]["Conv_0"]["kernel"]).max()) > 0
@@ -111,6 +115,17 @@ def test_one_caption_per_image_is_the_per_pair_step_bit_for_bit(attention):
     now = jax.jit(jax.value_and_grad(lambda p: objective(p, grouped)))(params)
     before = jax.jit(jax.value_and_grad(lambda p: objective(p, per_pair)))(params)
     jax.tree.map(np.testing.assert_array_equal, now, before)
+
+
+def test_rows_that_do_not_split_over_the_images_are_a_callers_bug():
+    """Not a UserError: the CLI's one-line message is for bad input, and no config reaches
+    this (the pipeline makes whole groups); a library caller gets a ValueError."""
+    _, model, params = model_and_params()
+    images, tokens = group_batch(images=3, per_image=1)
+    rows = np.concatenate([tokens, tokens[:1]])[:, :-1]  # 4 rows over 3 images
+    with pytest.raises(ValueError, match="4 caption rows do not split evenly over 3 images") as error:
+        model.apply({"params": params}, images, rows, train=False)
+    assert not isinstance(error.value, UserError)
 
 
 def test_hard_attention_samples_and_switches_per_caption_row():

@@ -12,7 +12,6 @@ from configs.shapes import get_config
 from show_attend_tell import parallel
 from show_attend_tell.config_loading import config_differences, config_to_dict
 from show_attend_tell.data.caption_groups import caption_groups, captions_per_image
-from show_attend_tell.errors import UserError
 from show_attend_tell.losses import caption_loss
 from show_attend_tell.models.captioner import DecoderOutputs, build_captioner
 from show_attend_tell.models.decoder_scan import scan_decoder
@@ -119,13 +118,12 @@ def test_one_caption_per_image_is_the_per_pair_step_bit_for_bit(attention):
 
 def test_rows_that_do_not_split_over_the_images_are_a_callers_bug():
     """Not a UserError: the CLI's one-line message is for bad input, and no config reaches
-    this (the pipeline makes whole groups); a library caller gets a ValueError."""
+    this (the pipeline makes whole groups); a library caller gets an AssertionError."""
     _, model, params = model_and_params()
     images, tokens = group_batch(images=3, per_image=1)
     rows = np.concatenate([tokens, tokens[:1]])[:, :-1]  # 4 rows over 3 images
-    with pytest.raises(ValueError, match="4 caption rows do not split evenly over 3 images") as error:
+    with pytest.raises(AssertionError, match="4 caption rows do not split evenly over 3 images"):
         model.apply({"params": params}, images, rows, train=False)
-    assert not isinstance(error.value, UserError)
 
 
 def test_hard_attention_samples_and_switches_per_caption_row():

@@ -105,10 +105,9 @@ class Captioner(nn.Module):
         cache = self.prepare(annotations)
         batch, length = tokens.shape
         images = annotations.shape[0]
-        if batch % images:
-            # A caller's bug, not a user's input (the pipeline and the config check make whole
-            # groups): a ValueError with a traceback, not a one-line UserError.
-            raise ValueError(f"{batch} caption rows do not split evenly over {images} images")
+        # A caller's bug, not a user's input (the pipeline and the config check make whole
+        # groups): it keeps its traceback rather than the CLI's one line for a UserError.
+        assert batch % images == 0, f"{batch} caption rows do not split evenly over {images} images"
         carry = cache.carry
         if batch != images:
             carry = jax.tree.map(lambda x: jnp.repeat(x, batch // images, axis=0), carry)

@@ -1,0 +1,30 @@
+"""How fast this machine is right now: a one-thread float32 512² NumPy matmul, repeated for
+``--seconds``. Timings on a shared machine follow its speed (docs/testing.md), so read this
+before and after a timed run and report it with the figures.
+
+  OMP_NUM_THREADS=1 .venv/bin/python bench/machine_probe.py [--seconds 3]
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    a = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        a @ a
+        count += 1
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"bench": "machine_probe",
+                      "matmul_512_gflops": round(2 * 512**3 * count / elapsed / 1e9, 1)}))
+
+
+if __name__ == "__main__":
+    main()

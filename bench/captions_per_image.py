@@ -15,12 +15,11 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from bench.cases import compiled_step, paper_config, paper_encoder_config, shapes_config  # noqa: E402
-from bench.common import emit, matmul_flops  # noqa: E402
+from bench.common import emit, matmul_flops, wall_and_cpu_seconds  # noqa: E402
 
 # Case -> (config and sizes, default B caption rows, a multiple of 5: shapes 80 = 16 images x 5
 # near its config's 64; paper scale 40, the multiple of 5 nearest the other benches' 32 above it).
@@ -31,13 +30,6 @@ CASES = {
 }
 TARGETS = {"shapes": 2.0, "paper_resnet101": 3.0}  # issue #20: captions/s at C = 5 over C = 1
 PER_IMAGE = (1, 5)
-
-
-def timed(run_one) -> tuple[float, float]:
-    """(wall, CPU) seconds of one call."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    run_one()
-    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def run_case(name: str, batch: int, repeats: int) -> None:
@@ -53,7 +45,7 @@ def run_case(name: str, batch: int, repeats: int) -> None:
     times = {per_image: [] for per_image in PER_IMAGE}
     for _ in range(repeats):
         for per_image, (_, _, case) in steps.items():
-            times[per_image].append(timed(case.run_one))
+            times[per_image].append(wall_and_cpu_seconds(case.run_one))
     captions_per_second = {}
     for per_image, (_, sizes, case) in steps.items():
         wall = statistics.median(t[0] for t in times[per_image])

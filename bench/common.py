@@ -13,6 +13,15 @@ import numpy as np
 from jax.extend.core import ClosedJaxpr, Jaxpr
 
 
+def wall_and_cpu_seconds(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``fn()`` (which must block until its result is ready); CPU is
+    the process's user + system time, all threads: on a shared machine wall time alone says
+    little about what the work costs."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def median_seconds(fn, *, warmup: int = 2, repeats: int = 10) -> float:
     """Median wall time of ``fn()`` (which must block until its result is ready)."""
     for _ in range(warmup):

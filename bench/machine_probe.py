@@ -2,14 +2,19 @@
 ``--seconds``. Timings on a shared machine follow its speed (docs/testing.md), so read this
 before and after a timed run and report it with the figures.
 
-  OMP_NUM_THREADS=1 .venv/bin/python bench/machine_probe.py [--seconds 3]
+  .venv/bin/python bench/machine_probe.py [--seconds 3]
 """
 
 import argparse
 import json
+import os
 import time
 
-import numpy as np
+# One BLAS thread unless the caller says otherwise, set before NumPy starts its thread pool.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 
 def main():

@@ -17,9 +17,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from bench.captions_per_image import timed  # noqa: E402
 from bench.cases import compiled_step, shapes_config  # noqa: E402
-from bench.common import emit  # noqa: E402
+from bench.common import emit, wall_and_cpu_seconds  # noqa: E402
 
 VARIANTS = {
     "config": {},  # patch 2, widths (32, 64, 128), blocks 2, features 128
@@ -43,7 +42,7 @@ def main():
     times = {name: [] for name in VARIANTS}
     for _ in range(args.repeats):
         for name, case in steps.items():
-            times[name].append(timed(case.run_one))
+            times[name].append(wall_and_cpu_seconds(case.run_one))
     base = statistics.median(t[0] for t in times["config"])
     for name, changes in VARIANTS.items():
         wall = statistics.median(t[0] for t in times[name])

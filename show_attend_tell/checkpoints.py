@@ -28,6 +28,8 @@ import pathlib
 import secrets
 import socket
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import jax
 import orbax.checkpoint as ocp
@@ -36,6 +38,8 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from show_attend_tell import digests, paths
 from show_attend_tell.errors import MissingInput, UserError
+
+T = TypeVar("T")
 
 FORMAT = "show_attend_tell/1"
 # Orbax removes a dropped step with rmtree, which a kill can interrupt, leaving a step that
@@ -99,7 +103,7 @@ class Checkpoints:
             self._finish_pending_digests()
             self._remove_abandoned_pins()
         self._verified: dict[int, str] = {}
-        self.manager = ocp.CheckpointManager(
+        self.manager = _despite_pruning(lambda: ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 preservation_policy=preservation_policy.AnyPreservationPolicy(policies),
@@ -116,7 +120,7 @@ class Checkpoints:
             # Handlers given up front let a fresh (e.g. read-only) manager read item metadata.
             item_handlers={"state": ocp.StandardCheckpointHandler(),
                            "meta": ocp.JsonCheckpointHandler()},
-        )
+        ))
         if not read_only:
             self._empty_trash()
             if not self.local:
@@ -214,7 +218,7 @@ class Checkpoints:
 
     def reload(self) -> None:
         """Re-list the steps on disk (another process may have saved or pruned some)."""
-        self.manager.reload()
+        _despite_pruning(self.manager.reload)
         self._verified.clear()
 
     def step_dir(self, step: int) -> paths.Path:
@@ -428,6 +432,19 @@ class _UncommitFirst:
 
     def close(self) -> None:
         self._deleter.close()
+
+
+def _despite_pruning(list_steps: Callable[[], T], attempts: int = 5) -> T:
+    """``list_steps()``, listed again where a step vanished under it. Orbax lists the step
+    folders, then reads each one's timestamp: a `sat train` that prunes a step in between (a
+    reader takes no lock) makes that read fail with FileNotFoundError."""
+    for attempt in range(attempts):
+        try:
+            return list_steps()
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _check_object_store_client(directory) -> None:

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -132,3 +133,32 @@ def test_close_waits_for_orbax_clean_up_of_killed_saves(tmp_path, monkeypatch):
     assert cleanup is not None
     checkpoints.close()
     assert not cleanup._t.is_alive()  # noqa: SLF001
+
+
+def test_a_reader_lists_the_steps_left_when_one_is_pruned_while_it_lists(tmp_path, monkeypatch):
+    """`sat train` prunes a step after orbax listed the step folders and before it reads that
+    step's metadata (test_reliability's pruning race caught it): opening and reloading a reader
+    list the steps that are left instead of failing with FileNotFoundError."""
+    from orbax.checkpoint._src.path import step as step_lib
+
+    writer = Checkpoints(tmp_path, keep=3)
+    for step in (1, 2, 3):
+        writer.save(step, state_for(), {"vocabulary": {"words": ["a"]}})
+    writer.close()
+    real_find_all, pruned = step_lib._StandardNameFormat.find_all, []
+
+    def find_all_then_prune_the_oldest(self, base_path):
+        listed = list(real_find_all(self, base_path))
+        if not pruned:
+            oldest = min(metadata.step for metadata in listed)
+            shutil.rmtree(tmp_path / "checkpoints" / str(oldest))
+            pruned.append(oldest)
+        return iter(listed)
+
+    monkeypatch.setattr(step_lib._StandardNameFormat, "find_all", find_all_then_prune_the_oldest)
+    reader = Checkpoints(tmp_path, read_only=True)
+    assert pruned == [1] and reader.steps() == [2, 3]
+    pruned.clear()
+    reader.reload()
+    assert pruned == [2] and reader.steps() == [3]
+    reader.close()

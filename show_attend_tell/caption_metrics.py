@@ -72,13 +72,18 @@ def _meteor(references, candidates, notes: dict) -> float | None:
     return 100.0 * score
 
 
+METEOR_SKIPPED_NOTE = "METEOR not computed: the caller did not ask for it"
+
+
 def caption_scores(references: dict[Hashable, list[str]],
-                   candidates: dict[Hashable, str]) -> dict:
+                   candidates: dict[Hashable, str], *, meteor: bool = True) -> dict:
     """Corpus-level caption metrics.
 
     Args:
       references: image id -> its reference captions (raw text, at least one each).
       candidates: image id -> the generated caption (raw text); same ids as ``references``.
+      meteor: False leaves METEOR out (None, with a note): a caller that reads only BLEU or
+        CIDEr saves METEOR's Java start-up.
     Returns:
       ``{"BLEU-1".."BLEU-4", "METEOR", "ROUGE-L", "CIDEr": float ×100 or None, "SPICE": None,
       "notes": {metric: why it is None or approximate}}``.
@@ -105,7 +110,10 @@ def caption_scores(references: dict[Hashable, list[str]],
 
     bleu, _ = Bleu(4).compute_score(refs, cands, verbose=0)
     scores = {f"BLEU-{n}": 100.0 * value for n, value in enumerate(bleu, start=1)}
-    scores["METEOR"] = _meteor(refs, cands, notes)
+    if meteor:
+        scores["METEOR"] = _meteor(refs, cands, notes)
+    else:
+        scores["METEOR"], notes["METEOR"] = None, METEOR_SKIPPED_NOTE
     scores["ROUGE-L"] = 100.0 * Rouge().compute_score(refs, cands)[0]
     scores["CIDEr"] = 100.0 * Cider().compute_score(refs, cands)[0]
     scores["SPICE"] = None

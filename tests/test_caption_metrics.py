@@ -70,6 +70,18 @@ def test_without_java_meteor_is_none_and_the_rest_still_scores(monkeypatch):
         assert scores[name] == pytest.approx(EXPECTED[name], rel=1e-6), name
 
 
+def test_meteor_left_out_starts_no_java_and_the_rest_scores(monkeypatch):
+    def no_meteor():
+        raise AssertionError("METEOR was started")
+
+    monkeypatch.setattr(caption_metrics, "_meteor_process", no_meteor)
+    scores = caption_scores(REFERENCES, CANDIDATES, meteor=False)
+    assert scores["METEOR"] is None
+    assert scores["notes"]["METEOR"] == caption_metrics.METEOR_SKIPPED_NOTE
+    for name in ("BLEU-1", "BLEU-4", "ROUGE-L", "CIDEr"):
+        assert scores[name] == pytest.approx(EXPECTED[name], rel=1e-6), name
+
+
 def test_mismatched_ids_are_an_error():
     with pytest.raises(ValueError, match="same image ids"):
         caption_scores(REFERENCES, {1: "a red circle"})

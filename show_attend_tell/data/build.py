@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from show_attend_tell.data import coco_captions
@@ -138,6 +139,22 @@ def open_builder(name: str, data_dir, builder_config: str | None = None) -> tfds
         f"dataset {full} is not built in {data_dir}; run: sat data build {full} --data_dir "
         f"{data_dir}" + (" --manual_dir <folder>" if name != "shapes" else "")
     )
+
+
+def read_split(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:
+    """``split`` (a TFDS split spec) of an opened dataset, in file order, images still encoded,
+    with tf.data's autotuning off for every pipeline built on it.
+
+    Autotuning runs a model-optimisation thread per iterator, and deleting an iterator waits
+    for that thread: seen (gdb) blocking the deleting thread, GIL held, for 20-80 s in
+    ``RootDataset::Iterator::~Iterator`` -> ``Model::OptimizeLoop`` when garbage collection
+    freed a training or evaluation iterator left unfinished. Without autotuning, ``AUTOTUNE``
+    parallelism is the number of CPU cores, all that the light per-example work here (decode,
+    resize, tokenise) can use."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return builder.as_dataset(split=split, shuffle_files=False,
+                              decoders={"image": tfds.decode.SkipDecoding()}).with_options(options)
 
 
 def _version_key(info_path: Path) -> tuple[int, ...]:

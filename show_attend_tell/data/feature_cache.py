@@ -116,8 +116,7 @@ def _encoded_examples(config, split: str, batch_size: int) -> Iterator[tuple[str
     encoder, params = frozen_encoder(config.model.encoder, config.seed)
     encode = _jitted_apply(encoder)
     source = build.open_builder(config.data.name, config.data.data_dir, config.data.builder_config)
-    examples = source.as_dataset(split=split, shuffle_files=False,
-                                 decoders={"image": tfds.decode.SkipDecoding()})
+    examples = build.read_split(source, split)
     examples = examples.map(lambda e: {**e, "image": resize_and_crop(e["image"], encoder.image_size)},
                             num_parallel_calls=tf.data.AUTOTUNE).prefetch(batch_size)
     index, pending = 0, []

@@ -50,10 +50,8 @@ def open_split(data: ml_collections.ConfigDict, split: str, process_index: int,
     builder = builder or open_builder(data, split)
     shard = tfds.split_for_jax_process(split, process_index=process_index,
                                        process_count=process_count)
-    dataset = builder.as_dataset(split=shard, shuffle_files=False,
-                                 decoders={"image": tfds.decode.SkipDecoding()})
-    return dataset.map(build.dataset(data.name).to_example,
-                       num_parallel_calls=tf.data.AUTOTUNE)
+    return build.read_split(builder, shard).map(build.dataset(data.name).to_example,
+                                                num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def open_builder(data: ml_collections.ConfigDict, split: str) -> tfds.core.DatasetBuilder:

@@ -23,6 +23,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import TEST_XLA_FLAGS
 
 from show_attend_tell.checkpoints import VERIFIED, Checkpoints
 from show_attend_tell.config_loading import config_from_args
@@ -72,8 +73,7 @@ def test_two_processes_stop_together_and_resume_as_one(tiny_shapes, tmp_path):
     env = {name: value for name, value in os.environ.items()
            if name != "JAX_COMPILATION_CACHE_DIR"}
     env.update({"PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu",
-                "XLA_FLAGS": "--xla_force_host_platform_device_count=2 "
-                             "--xla_backend_optimization_level=0",  # the suite's (conftest)
+                "XLA_FLAGS": f"--xla_force_host_platform_device_count=2 {TEST_XLA_FLAGS}",
                 "SAT_COORDINATOR": f"127.0.0.1:{port}", "SAT_NUM_PROCESSES": "2",
                 "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"})
     logs = [tmp_path / f"process{index}.log" for index in range(2)]

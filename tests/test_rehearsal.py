@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TEST_XLA_FLAGS
 from PIL import Image
 
 from show_attend_tell import caption_metrics
@@ -127,7 +128,7 @@ def test_rehearsal_workflow_runs_end_to_end_at_tiny_size(tmp_path):
                          "--config.model.attention_dim=8 --config.eval.batch_size=4 "
                          "--config.eval.max_length=8"}
     # One device per process, as a user has on a CPU machine; the suite's fast-compile flag.
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    env["XLA_FLAGS"] = TEST_XLA_FLAGS
     result = subprocess.run(["bash", "launch/rehearsal.sh", str(tmp_path)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

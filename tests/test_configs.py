@@ -15,7 +15,7 @@ from show_attend_tell.weights.store import flatten
                                   "configs/flickr8k.py:smoke_hard"])
 def test_smoke_variant_trains_two_steps(spec, tiny_shapes, random_vgg19_weights, tmp_path):
     # The real datasets cannot be had offline; the synthetic one stands in, resized to each
-    # config's encoder input (VGG-19 at 32 px in the smoke variants).
+    # config's encoder input (VGG-19 at 48 px in the smoke variants).
     overrides = [f"data.data_dir={tiny_shapes}", "data.name=shapes", "data.builder_config=tiny",
                  "data.val_split=validation"]
     validates = spec.startswith("configs/shapes.py")  # one validation run is enough (METEOR's

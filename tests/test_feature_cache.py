@@ -33,7 +33,8 @@ def test_cache_holds_annotations_and_trains_and_evaluates(tiny_shapes, random_vg
     images = next(pipeline.eval_batches(config, None, "train", 8, encoder.image_size))
     config.data.feature_cache = str(cache)
     cached = next(pipeline.eval_batches(config, None, "train", 8, 0))
-    assert cached["image"].shape == (8, 4, 512) and cached["image"].dtype == np.float16
+    # VGG-19 at the smoke variant's 48 pixels: 3 x 3 conv5_4 cells of 512 features.
+    assert cached["image"].shape == (8, 9, 512) and cached["image"].dtype == np.float16
     np.testing.assert_array_equal(cached["image_id"], images["image_id"])
     expected = encoder.apply({"params": params}, images["image"])
     np.testing.assert_allclose(cached["image"].astype(np.float32), expected, rtol=2e-3, atol=1e-3)
@@ -42,10 +43,10 @@ def test_cache_holds_annotations_and_trains_and_evaluates(tiny_shapes, random_vg
     # the smoke config's 2 captions per image, 4 images' annotations for 8 caption rows.
     assert config.data.captions_per_image == 2
     batch = next(pipeline.train_iterator(config, Vocabulary.build(["a b"], 1, 10), 8, 0))
-    assert batch["image"].shape == (4, 4, 512) and batch["image"].dtype == np.float16
+    assert batch["image"].shape == (4, 9, 512) and batch["image"].dtype == np.float16
     assert batch["tokens"].shape[0] == 8
     model = build_captioner(feature_cache.model_config(config), vocab_size=10)
-    assert model.encoder.num_annotations == 4 and model.encoder.annotation_dim == 512
+    assert model.encoder.num_annotations == 9 and model.encoder.annotation_dim == 512
     variables = model.init(jax.random.key(0), batch["image"], batch["tokens"][:, :-1])
     assert "encoder" not in variables["params"]  # the decoder alone trains
 

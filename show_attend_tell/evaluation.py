@@ -31,7 +31,7 @@ from show_attend_tell.eval_records import image_record
 from show_attend_tell.grounding import grounding_scores, load_objects
 from show_attend_tell.models.captioner import build_captioner
 from show_attend_tell.paths import Path, absolute
-from show_attend_tell.state import TrainState, init_state, make_optimizer
+from show_attend_tell.state import TrainState, abstract_state, make_optimizer
 from show_attend_tell.visualize import attention_overlay
 
 METRIC_ORDER = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "SPICE",
@@ -175,12 +175,8 @@ def _restore_for_inference(checkpoints: Checkpoints, step: int, where: str):
     model = build_captioner(model_config, len(vocab))
     tx = make_optimizer(config.train, model_config.encoder)
     mesh = parallel.make_mesh()
-    abstract = jax.eval_shape(lambda: init_state(model, tx, config.seed))
-    abstract = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
-        abstract,
-    )
-    state: TrainState = checkpoints.restore_state(step, abstract)
+    state: TrainState = checkpoints.restore_state(
+        step, abstract_state(model, tx, config.seed, mesh))
     return config, vocab, model, state.params, mesh
 
 

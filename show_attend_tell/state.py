@@ -75,12 +75,16 @@ def make_optimizer(train_config, encoder_config=None) -> optax.GradientTransform
     )
 
 
-def init_state(model: Captioner, tx, seed: int) -> TrainState:
-    """A fresh state (pure: traced under ``jit`` with sharded outputs)."""
+def init_state(model: Captioner, tx, seed: int, encoder_params=None) -> TrainState:
+    """A fresh state (pure: traced under ``jit`` with sharded outputs). ``encoder_params``
+    (pretrained weights) replace the encoder's random ones before the optimizer state is made;
+    under ``jit`` the random ones are then never computed (dead code)."""
     root = jax.random.key(seed)
     init_key, state_key = jax.random.split(root)
     tokens = jnp.zeros((1, 2), jnp.int32)
     params = model.init(init_key, example_input(model.encoder), tokens)["params"]
+    if encoder_params is not None:
+        params = {**params, "encoder": encoder_params}
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -90,10 +94,19 @@ def init_state(model: Captioner, tx, seed: int) -> TrainState:
     )
 
 
-def sharded_state(model, tx, seed, mesh) -> tuple[TrainState, Any]:
+def abstract_state(model, tx, seed, mesh) -> TrainState:
+    """The state's shapes, dtypes and replicated shardings, computing nothing: the target to
+    restore a checkpoint into (no random initialisation to throw away, no second copy of the
+    parameters in memory while restoring)."""
+    abstract = jax.eval_shape(lambda: init_state(model, tx, seed))
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(
+        leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)), abstract)
+
+
+def sharded_state(model, tx, seed, mesh, encoder_params=None) -> tuple[TrainState, Any]:
     """The initial state built directly with replicated shardings (no host copy), and those
-    shardings: ``eval_shape`` → shardings → ``jit(init, out_shardings=...)``."""
-    init = lambda: init_state(model, tx, seed)  # noqa: E731
-    abstract = jax.eval_shape(init)
-    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-    return jax.jit(init, out_shardings=shardings)(), shardings
+    shardings: ``eval_shape`` → shardings → ``jit(init, out_shardings=...)``.
+    ``encoder_params``: as in :func:`init_state` (host arrays shaped like the encoder's)."""
+    init = lambda encoder: init_state(model, tx, seed, encoder)  # noqa: E731
+    shardings = jax.tree.map(lambda leaf: leaf.sharding, abstract_state(model, tx, seed, mesh))
+    return jax.jit(init, out_shardings=shardings)(encoder_params), shardings

@@ -32,7 +32,7 @@ from show_attend_tell.models.captioner import Captioner, build_captioner
 from show_attend_tell.paths import Path
 from show_attend_tell.resume import early_stopping_state, restore_or_start
 from show_attend_tell.run_utils import MetricLog, StopSignal, check_workdir_writable
-from show_attend_tell.state import TrainState, make_optimizer, sharded_state
+from show_attend_tell.state import TrainState, abstract_state, make_optimizer, sharded_state
 from show_attend_tell.weights.pretrained import with_pretrained_encoder
 from show_attend_tell.workdir_lock import WorkdirLock
 
@@ -171,18 +171,21 @@ def _train(config, workdir: Path, checkpoints: Checkpoints, resume_from: str) ->
     model = build_captioner(model_config, len(vocab))
     image_size = model.encoder.image_size
     tx = make_optimizer(config.train, model_config.encoder)
-    state, state_shardings = sharded_state(model, tx, config.seed, mesh)
-    if start is not None:
-        state = checkpoints.restore_state(start, state)
+    abstract = abstract_state(model, tx, config.seed, mesh)
+    state_shardings = jax.tree.map(lambda leaf: leaf.sharding, abstract)
+    if start is not None:  # into shapes alone: no initialisation made only to be overwritten
+        state = checkpoints.restore_state(start, abstract)
     elif config.train.get("init_from"):  # a fresh optimizer and step on the source's params
+        state, _ = sharded_state(model, tx, config.seed, mesh)
         params, source = warm_start.load_params(config.train.init_from, state.params,
                                                 state_shardings.params)
         state = state.replace(params=params)
         print(f"starting from the parameters of {source}")
-    else:
-        if model_config.encoder.get("weights"):  # a fresh run starts from the pretrained encoder
-            params = with_pretrained_encoder(jax.device_get(state.params), model_config.encoder)
-            state = state.replace(params=jax.device_put(params, state_shardings.params))
+    else:  # a fresh run, from the pretrained encoder where the config names one
+        encoder = (with_pretrained_encoder({"encoder": abstract.params["encoder"]},
+                                           model_config.encoder)["encoder"]
+                   if model_config.encoder.get("weights") else None)
+        state, _ = sharded_state(model, tx, config.seed, mesh, encoder)
     if start is None and jax.process_index() == 0:
         (workdir / "config.json").write_text(json.dumps(config_to_dict(config), indent=2))
         vocab.save(workdir / "vocab.json")

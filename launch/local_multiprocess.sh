@@ -19,16 +19,23 @@ port=${SAT_PORT:-$((20000 + RANDOM % 20000))}
 sat=${SAT:-"$(dirname "$0")/../.venv/bin/sat"}
 
 pids=()  # process index -> pid, for the processes still running; each leads its own group
-signal_all() { kill -"$1" -- "${pids[@]/#/-}" 2>/dev/null || true; }
+# A process still starting has no group yet (setsid has not run): it is signalled by its pid.
+# Never both: sat takes a second SIGTERM as "exit now, skip the checkpoint".
+signal_all() {
+  local pid
+  for pid in "${pids[@]}"; do kill -"$1" -- "-$pid" 2>/dev/null || kill -"$1" "$pid" 2>/dev/null || true; done
+}
+running() { kill -0 -- "-$1" 2>/dev/null || kill -0 "$1" 2>/dev/null; }
 stop_all() {  # SIGTERM, then SIGKILL whatever still runs after KILL_AFTER seconds
   local pid tenths
   signal_all TERM
   for ((tenths = 0; tenths < ${KILL_AFTER:-10} * 10; tenths++)); do
-    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && break; pid=; done
+    for pid in "${pids[@]}"; do running "$pid" && break; pid=; done
     [[ -n ${pid:-} ]] || return 0
     sleep 0.1
   done
   signal_all KILL
+  wait "${pids[@]}" 2>/dev/null || true  # gone, not only signalled, when this script exits
 }
 trap 'signal_all TERM' TERM INT
 trap '((${#pids[@]} == 0)) || stop_all' EXIT

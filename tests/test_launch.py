@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -336,6 +337,26 @@ def test_local_launcher_stops_the_others_when_one_process_fails(fake, ignore_ter
     for index in (1, 2):
         assert not alive(int((directory / f"pid{index}").read_text()))
         assert not (directory / f"finished{index}").exists()
+
+
+@pytest.mark.parametrize("ignore_term", ["", "1"], ids=["exits-on-term", "ignores-term"])
+def test_local_launcher_stops_a_process_that_is_still_starting(fake, ignore_term):
+    """Process 2 is still in its start-up (no session of its own yet) when process 0 fails: it is
+    stopped all the same and never runs, and every process is gone when the launcher returns."""
+    directory, env = fake
+    sat = write_executable(directory / "sat", FAKE_PROCESS)
+    write_executable(directory / "bin" / "setsid", f"""#!/usr/bin/env bash
+[ "$SAT_PROCESS_ID" != 2 ] || sleep 2
+exec {shutil.which("setsid")} "$@"
+""")
+    result = run_script("local_multiprocess.sh", ["3", "1", "train"], env, timeout=30, SAT=str(sat),
+                        FAIL_STATUS="3", SURVIVOR_SECONDS="60", SURVIVOR_STATUS="0",
+                        IGNORE_TERM=ignore_term, KILL_AFTER="1")
+    assert result.returncode == 3, result.stderr
+    assert not alive(int((directory / "pid1").read_text()))
+    time.sleep(2.5)  # past process 2's start-up delay: it would have written its pid by now
+    pid2 = directory / "pid2"
+    assert not pid2.exists() or not alive(int(pid2.read_text())), "process 2 outlived the stop"
 
 
 def test_local_launcher_waits_for_peers_finishing_a_stop(fake):

@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.hidden_dim = 256
     config.model.attention_dim = 128
     # No dropout: a run sees each image about 5 times (once per caption), too little to overfit,
-    # and dropout would only slow the learning the 15-minute demo depends on.
+    # and dropout would only slow the learning the 5-minute demo training depends on.
     config.model.dropout = 0.0
 
     config.train.steps = 3000

@@ -41,7 +41,7 @@ def export_test_images(config, count: int, folder: Path) -> list[Path]:
 
 def main() -> None:
     start = time.perf_counter()
-    # Sized to train in 5 minutes on 2 CPU cores (README results); the full recipe is configs/shapes.py.
+    # Trains in 5 minutes on 2 CPU cores (README results); the full recipe: configs/shapes.py.
     config = config_from_args("configs/shapes.py:soft", [
         f"data.data_dir={DATA_DIR}", "train.steps=2600", "train.eval_every=1300",
         "data.num_val_images=200",

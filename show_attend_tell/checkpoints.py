@@ -29,7 +29,6 @@ import secrets
 import socket
 import sys
 from collections.abc import Callable
-from typing import TypeVar
 
 import jax
 import orbax.checkpoint as ocp
@@ -38,8 +37,6 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from show_attend_tell import digests, paths
 from show_attend_tell.errors import MissingInput, UserError
-
-T = TypeVar("T")
 
 FORMAT = "show_attend_tell/1"
 # Orbax removes a dropped step with rmtree, which a kill can interrupt, leaving a step that
@@ -120,7 +117,7 @@ class Checkpoints:
             # Handlers given up front let a fresh (e.g. read-only) manager read item metadata.
             item_handlers={"state": ocp.StandardCheckpointHandler(),
                            "meta": ocp.JsonCheckpointHandler()},
-        ))
+        ), self.directory)
         if not read_only:
             self._empty_trash()
             if not self.local:
@@ -218,7 +215,11 @@ class Checkpoints:
 
     def reload(self) -> None:
         """Re-list the steps on disk (another process may have saved or pruned some)."""
-        _despite_pruning(self.manager.reload)
+        def relisted():
+            self.manager.reload()
+            return self.manager
+
+        _despite_pruning(relisted, self.directory)
         self._verified.clear()
 
     def step_dir(self, step: int) -> paths.Path:
@@ -434,17 +435,29 @@ class _UncommitFirst:
         self._deleter.close()
 
 
-def _despite_pruning(list_steps: Callable[[], T], attempts: int = 5) -> T:
-    """``list_steps()``, listed again where a step vanished under it. Orbax lists the step
-    folders, then reads each one's timestamp: a `sat train` that prunes a step in between (a
-    reader takes no lock) makes that read fail with FileNotFoundError."""
+def _despite_pruning(list_steps: Callable[[], ocp.CheckpointManager], directory,
+                     attempts: int = 5) -> ocp.CheckpointManager:
+    """``list_steps()`` (a manager that has listed the steps), listed again where a step vanished
+    under it. Orbax lists the step folders, then checks and reads each one: a `sat train` that
+    prunes a step in between (a reader takes no lock) makes the read fail with
+    FileNotFoundError, or drops the step silently when it is gone before its check. Where the
+    step saved to replace it was still a temporary folder when listed, nothing is left: a
+    listing with no step while a step folder is on disk is taken again too."""
     for attempt in range(attempts):
+        last = attempt == attempts - 1
         try:
-            return list_steps()
+            manager = list_steps()
         except FileNotFoundError:
-            if attempt == attempts - 1:
+            if last:
                 raise
+            continue
+        if last or manager.all_steps() or not _has_step_folder(directory):
+            return manager
     raise AssertionError("unreachable")
+
+
+def _has_step_folder(directory) -> bool:
+    return directory.is_dir() and any(path.name.isdigit() for path in directory.iterdir())
 
 
 def _check_object_store_client(directory) -> None:

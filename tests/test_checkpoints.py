@@ -162,3 +162,33 @@ def test_a_reader_lists_the_steps_left_when_one_is_pruned_while_it_lists(tmp_pat
     reader.reload()
     assert pruned == [2] and reader.steps() == [3]
     reader.close()
+
+
+def test_a_reader_lists_again_when_pruning_left_its_listing_empty(tmp_path, monkeypatch):
+    """Orbax drops a listed step that is gone before its finalization check, and the step saved
+    to replace it may still have been a temporary folder when listed: the listing comes back
+    empty while a step is on disk (test_reliability's pruning race caught it: "no checkpoint to
+    restore"). Opening and reloading a reader list again."""
+    from orbax.checkpoint._src.path import step as step_lib
+
+    writer = Checkpoints(tmp_path, keep=1)
+    writer.save(7, state_for(), {"vocabulary": {"words": ["a"]}})
+    writer.close()
+    real_find_all, calls = step_lib._StandardNameFormat.find_all, []
+
+    def empty_on_the_first_call(self, base_path):
+        calls.append(base_path)
+        return iter([]) if len(calls) == 1 else real_find_all(self, base_path)
+
+    monkeypatch.setattr(step_lib._StandardNameFormat, "find_all", empty_on_the_first_call)
+    reader = Checkpoints(tmp_path, read_only=True)
+    assert len(calls) == 2 and reader.steps() == [7] and reader.latest_step() == 7
+    calls.clear()
+    reader.reload()
+    assert len(calls) == 2 and reader.steps() == [7]
+    reader.close()
+    # A folder with no step in it is listed once: an empty listing is believed there.
+    calls.clear()
+    empty = Checkpoints(tmp_path / "fresh")
+    assert len(calls) == 1 and empty.steps() == []
+    empty.close()

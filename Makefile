@@ -50,7 +50,7 @@ scst: $(BASE)
 	$(PY) -m show_attend_tell compare runs/demo runs/scst --out runs/scst_report
 
 # Mutation testing (docs/testing.md): plant each bug of mutants/mutants.toml in a temporary
-# copy and run the tests mapped to it; not part of `make test` (about 15 min on 2 cores).
+# copy and run the tests mapped to it; not part of `make test` (about 3 min; docs/testing.md).
 mutants: $(TESTS)
 	$(PY) mutants/run.py
 
